@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+# Each creates its own virtual environment. torch is pinned first so that the CPU build
+# (torch==2.13.0) is taken where it is available and no CUDA packages are pulled in.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+WORKSPACE ?= workspace
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/racer corpus synth $(WORKSPACE) --minutes 10 --speakers 2 --seed 0
+	$(VENV)/bin/racer corpus info $(WORKSPACE)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Audio loading and per-motion-frame speech features."""

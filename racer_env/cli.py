@@ -1,0 +1,147 @@
+"""The ``racer`` command line. Every stage reads and writes one workspace directory ``W``.
+
+    racer corpus synth W [--minutes M] [--speakers S] [--seed N]   built-in synthetic speaker
+    racer corpus import SRC W [--unit cm]                          wav + bvh pairs (GENEA/Trinity layout)
+    racer corpus info W [--json]                                   what the corpus holds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from racer_env.audio.features import AudioError
+from racer_env.corpus.store import Corpus, CorpusError
+from racer_env.motion.bvh import BvhError
+from racer_env.motion.skeleton import UNITS_MM
+from racer_env.motion.upper_body import UnmappableSkeletonError
+
+#: errors that are the user's input, printed as one line instead of a traceback.
+USER_ERRORS = (CorpusError, BvhError, AudioError, UnmappableSkeletonError, FileNotFoundError, ValueError)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _add_import_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthesis and the train/valid/test split")
+    p.add_argument("--valid-frac", type=float, default=0.1, help="fraction of each speaker's clips for validation")
+    p.add_argument("--test-frac", type=float, default=0.1, help="fraction of each speaker's clips for testing")
+    p.add_argument("--workers", type=_positive_int, default=None, help="import processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace a corpus built from other inputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="racer", description="RACER co-speech gesture synthesis")
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    corpus = stages.add_parser("corpus", help="build or inspect the corpus in a workspace")
+    verbs = corpus.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    synth = verbs.add_parser("synth", help="synthesise the built-in speaker into W/synth and import it")
+    synth.add_argument("workspace", type=Path, help="workspace directory W")
+    synth.add_argument("--minutes", type=_positive_float, default=10.0, help="total minutes of speech")
+    synth.add_argument("--speakers", type=_positive_int, default=2, help="number of synthetic speakers")
+    synth.add_argument("--clip-seconds", type=_positive_float, default=30.0, help="length of each clip")
+    _add_import_options(synth)
+    synth.set_defaults(func=cmd_synth)
+
+    imp = verbs.add_parser("import", help="import name.wav + name.bvh pairs from SRC into W/corpus")
+    imp.add_argument("src", type=Path, help="directory of pairs, or of one subdirectory of pairs per speaker")
+    imp.add_argument("workspace", type=Path, help="workspace directory W")
+    unit = imp.add_mutually_exclusive_group()
+    unit.add_argument("--unit", choices=sorted(UNITS_MM), default="cm", help="unit of the BVH offsets (default cm)")
+    unit.add_argument("--unit-mm", type=_positive_float, help="millimetres per BVH unit, for other units")
+    _add_import_options(imp)
+    imp.set_defaults(func=cmd_import)
+
+    info = verbs.add_parser("info", help="print what the corpus in W holds")
+    info.add_argument("workspace", type=Path, help="workspace directory W")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def _import_config(args: argparse.Namespace, unit_mm: float):
+    from racer_env.corpus.importer import ImportConfig
+
+    return ImportConfig(unit_mm=unit_mm, seed=args.seed, valid_frac=args.valid_frac, test_frac=args.test_frac)
+
+
+def _report_import(result, elapsed: float) -> None:
+    if result.skipped:
+        print(f"corpus in {result.corpus.directory} is up to date (same sources and settings); skipped")
+        return
+    trimmed = {k: r["trimmed_s"] for k, r in result.reports.items() if r["trimmed_s"] > 0}
+    summary = result.corpus.summary()
+    print(f"imported {summary['clips']} clips ({summary['minutes']:.2f} min) in {elapsed:.1f} s "
+          f"into {result.corpus.directory}")
+    if trimmed:
+        worst = max(trimmed.values())
+        print(f"trimmed audio/motion ends of {len(trimmed)} clips to whole code steps (at most {worst:.2f} s)")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from racer_env.corpus.importer import import_corpus
+
+    unit_mm = args.unit_mm if args.unit_mm is not None else UNITS_MM[args.unit]
+    start = time.perf_counter()
+    result = import_corpus(args.src, args.workspace, _import_config(args, unit_mm), force=args.force,
+                           workers=args.workers, progress=not args.quiet)
+    _report_import(result, time.perf_counter() - start)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from racer_env.corpus.build import synth_corpus
+
+    start = time.perf_counter()
+    result = synth_corpus(args.workspace, minutes=args.minutes, speakers=args.speakers, seed=args.seed,
+                          clip_seconds=args.clip_seconds, config=_import_config(args, 10.0), force=args.force,
+                          workers=args.workers, progress=not args.quiet)
+    _report_import(result, time.perf_counter() - start)
+    return cmd_info(argparse.Namespace(workspace=args.workspace, json=False))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    summary = Corpus.load(args.workspace).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"corpus      {summary['directory']}")
+    print(f"clips       {summary['clips']} ({summary['minutes']:.2f} min)")
+    print(f"speakers    {len(summary['speakers'])}: {', '.join(summary['speakers'])}")
+    print(f"rate        {summary['fps']:g} fps, {summary['frames_per_code']} frames per code step")
+    print(f"joints      {summary['n_joints']}: {', '.join(summary['joint_names'])}")
+    print(f"audio       {summary['n_audio_features']} features per frame")
+    for name, s in summary["splits"].items():
+        print(f"{name:<11} {s['clips']} clips, {s['minutes']:.2f} min")
+    print(f"checksum    {summary['content_sha256'][:16]}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"racer: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

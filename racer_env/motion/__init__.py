@@ -1,0 +1,1 @@
+"""Motion representations: rotations, skeletons, forward kinematics, BVH I/O, upper-body selection, resampling."""

