@@ -5,7 +5,13 @@ import pytest
 import soundfile as sf
 
 from racer_env.audio.features import (
-    AudioError, AudioFeatureConfig, align_to_code_steps, audio_features, check_audio, load_audio)
+    AudioError,
+    AudioFeatureConfig,
+    align_to_code_steps,
+    audio_features,
+    check_audio,
+    load_audio,
+)
 from tests.conftest import JFK_WAV, LIBRI_OGG
 
 CFG = AudioFeatureConfig()

@@ -51,7 +51,7 @@ def synth_corpus(
         with staged_directory(ws.synth) as tmp:
             infos = synthesize_sources(tmp, minutes=minutes, speakers=speakers, seed=seed,
                                        clip_seconds=clip_seconds, progress=progress)
-            files = sorted(str(p.relative_to(tmp)) for i in infos for p in (i.wav_path, i.bvh_path, i.json_path))
+            files = sorted(str(p.relative_to(tmp)) for i in infos for p in (i.wav, i.bvh, i.json))
             write_json_atomic(tmp / "params.json", {"params": params, "files": files})
     if (ws.corpus / "manifest.json").is_file() and not force:
         try:

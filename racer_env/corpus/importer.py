@@ -21,7 +21,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from racer_env import __version__
-from racer_env.audio.features import AudioError, AudioFeatureConfig, align_to_code_steps, audio_features, load_audio
+from racer_env.audio.features import (
+    AudioError,
+    AudioFeatureConfig,
+    align_to_code_steps,
+    audio_features,
+    load_audio,
+)
 from racer_env.corpus.store import FORMAT_VERSION, Corpus, CorpusError, NormStats
 from racer_env.motion.bvh import BvhError, read_bvh
 from racer_env.motion.resample import resample_rotations

@@ -77,7 +77,7 @@ class NormStats:
     audio_std: np.ndarray  # (F,)
 
     @classmethod
-    def from_clips(cls, clips: list[Clip]) -> "NormStats":
+    def from_clips(cls, clips: list[Clip]) -> NormStats:
         motion = np.concatenate([c.motion_features() for c in clips]).astype(np.float64)
         audio = np.concatenate([c.audio for c in clips]).astype(np.float64)
         return cls(
@@ -92,7 +92,7 @@ class NormStats:
             np.savez(f, **self.__dict__)
 
     @classmethod
-    def load(cls, path: Path) -> "NormStats":
+    def load(cls, path: Path) -> NormStats:
         with np.load(path) as z:
             return cls(**{k: z[k] for k in ("motion_mean", "motion_std", "audio_mean", "audio_std")})
 
@@ -131,7 +131,7 @@ class Corpus:
         self._stats: NormStats | None = None
 
     @classmethod
-    def load(cls, workspace: str | Path | Workspace) -> "Corpus":
+    def load(cls, workspace: str | Path | Workspace) -> Corpus:
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         return cls(ws.corpus)
 
@@ -216,7 +216,7 @@ class Corpus:
     def summary(self) -> dict:
         """What ``racer corpus info`` prints."""
         recs = self.manifest["clips"]
-        minutes = lambda ids: round(sum(self._records[i]["frames"] for i in ids) / self.fps / 60.0, 3)  # noqa: E731
+        minutes = lambda ids: round(sum(self._records[i]["frames"] for i in ids) / self.fps / 60.0, 3)
         return {
             "directory": str(self.directory),
             "clips": len(recs),

@@ -103,7 +103,7 @@ class Bvh:
         local_rotations: np.ndarray,
         fps: float,
         translations: np.ndarray | None = None,
-    ) -> "Bvh":
+    ) -> Bvh:
         """Build channel values from (T, J, 3, 3) local rotations and optional (T, J, 3) translations.
 
         Rotations are written as Euler angles in each joint's channel order; position channels take

@@ -99,7 +99,7 @@ class Skeleton:
             path.append(self.parents[path[-1]])
         return path[::-1]
 
-    def subset(self, joints: list[int]) -> "Skeleton":
+    def subset(self, joints: list[int]) -> Skeleton:
         """The skeleton restricted to ``joints``, which must be closed under parent (contain every ancestor).
 
         Order is kept; offsets are unchanged because no joint is skipped.
@@ -131,7 +131,7 @@ class Skeleton:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Skeleton":
+    def from_dict(cls, d: dict) -> Skeleton:
         return cls(
             names=tuple(d["names"]),
             parents=tuple(int(p) for p in d["parents"]),
@@ -144,7 +144,7 @@ class Skeleton:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
-    def same_layout(self, other: "Skeleton") -> bool:
+    def same_layout(self, other: Skeleton) -> bool:
         """True when joint names and parents match (offsets may differ between speakers)."""
         return self.names == other.names and self.parents == other.parents
 

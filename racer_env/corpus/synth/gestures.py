@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from racer_env.corpus.synth.speech import Phrase, Syllable
+from racer_env.corpus.synth.speech import Phrase, Syllable, round4
 from racer_env.motion.rotations import euler_to_matrix, rotvec_to_matrix
 from racer_env.motion.skeleton import Skeleton, forward_kinematics
 
@@ -75,7 +75,7 @@ _DIRECTIONS = {
 #: inward offset (cm, unit body) of the raised hand from the shoulder, per lateral option.
 _LATERAL_IN = {"centre": 9.0, "middle": 3.0, "wide": -3.0}
 #: right hand rest pose relative to the right shoulder joint, cm (unit body): slightly out, down, forward.
-_REST = np.array([-2.0, -47.0, 6.0])
+_REST = np.array([-2.0, -50.0, 5.0])
 _RAISE_Z = 20.0
 _POLE_RIGHT = np.array([-0.35, -0.55, -0.75])
 
@@ -119,16 +119,30 @@ class GestureTrack:
     strokes: list[Stroke]
 
     def annotation(self) -> dict:
-        r = lambda x: round(float(x), 4)  # noqa: E731
+        r = round4
         return {
             "gestures": [
-                {"phrase": c.phrase, "hands": c.hands, "direction": c.direction, "lateral": c.lateral,
-                 "strokes": list(c.strokes)} for c in self.choices
+                {
+                    "phrase": c.phrase,
+                    "hands": c.hands,
+                    "direction": c.direction,
+                    "lateral": c.lateral,
+                    "strokes": list(c.strokes),
+                }
+                for c in self.choices
             ],
             "strokes": [
-                {"time": r(s.time), "hand": s.hand, "syllable": s.syllable, "phrase": s.phrase,
-                 "amplitude_cm": r(s.amplitude_cm), "raise_below_shoulder_cm": r(s.raise_below_shoulder_cm),
-                 "loudness_rel_db": r(s.loudness_rel_db), "pitch_st": r(s.pitch_st)} for s in self.strokes
+                {
+                    "time": r(s.time),
+                    "hand": s.hand,
+                    "syllable": s.syllable,
+                    "phrase": s.phrase,
+                    "amplitude_cm": r(s.amplitude_cm),
+                    "raise_below_shoulder_cm": r(s.raise_below_shoulder_cm),
+                    "loudness_rel_db": r(s.loudness_rel_db),
+                    "pitch_st": r(s.pitch_st),
+                }
+                for s in self.strokes
             ],
         }
 
@@ -143,7 +157,7 @@ def min_jerk_path(key_times: np.ndarray, key_points: np.ndarray, times: np.ndarr
     idx = np.clip(np.searchsorted(kt, times, side="right") - 1, 0, kt.size - 2)
     span = kt[idx + 1] - kt[idx]
     tau = np.clip((times - kt[idx]) / span, 0.0, 1.0)
-    s = tau ** 3 * (10.0 - 15.0 * tau + 6.0 * tau ** 2)
+    s = tau**3 * (10.0 - 15.0 * tau + 6.0 * tau**2)
     return kp[idx] + s[:, None] * (kp[idx + 1] - kp[idx])
 
 
@@ -155,8 +169,7 @@ class _Keys:
         self.p: list[np.ndarray] = [rest]
 
     def add(self, t: float, p: np.ndarray) -> None:
-        if t <= self.t[-1] + 1e-6:
-            t = self.t[-1] + 1e-6
+        t = max(t, self.t[-1] + 1e-6)
         self.t.append(t)
         self.p.append(np.asarray(p, dtype=np.float64))
 
@@ -168,9 +181,16 @@ def _reachable(p: np.ndarray, reach: float) -> np.ndarray:
 
 
 # -- inverse kinematics -----------------------------------------------------------------------------------
-def two_bone_ik(shoulder: np.ndarray, target: np.ndarray, parent_rot: np.ndarray, upper: float, lower: float,
-                pole_local: np.ndarray, bone_axis: np.ndarray, hinge_axis: np.ndarray) -> tuple[np.ndarray,
-                                                                                                 np.ndarray]:
+def two_bone_ik(
+    shoulder: np.ndarray,
+    target: np.ndarray,
+    parent_rot: np.ndarray,
+    upper: float,
+    lower: float,
+    pole_local: np.ndarray,
+    bone_axis: np.ndarray,
+    hinge_axis: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Local rotations of the upper arm and forearm that put the wrist at ``target``.
 
     Args:
@@ -189,8 +209,8 @@ def two_bone_ik(shoulder: np.ndarray, target: np.ndarray, parent_rot: np.ndarray
     d = np.linalg.norm(d_vec, axis=-1, keepdims=True)
     e = d_vec / np.maximum(d, 1e-9)
     d = np.clip(d, abs(upper - lower) + 1e-3, 0.999 * (upper + lower))
-    along = (upper ** 2 - lower ** 2 + d ** 2) / (2.0 * d)
-    radius = np.sqrt(np.maximum(upper ** 2 - along ** 2, 0.0))
+    along = (upper**2 - lower**2 + d**2) / (2.0 * d)
+    radius = np.sqrt(np.maximum(upper**2 - along**2, 0.0))
     pole = np.einsum("tij,j->ti", parent_rot, pole_local)
     q = pole - np.sum(pole * e, axis=-1, keepdims=True) * e
     q /= np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-9)
@@ -230,8 +250,15 @@ def _retract_time(dist_cm: float) -> float:
     return max(RETRACT_MIN_S, 1.875 * dist_cm / RETRACT_PEAK_SPEED_CM_S)
 
 
-def plan_phrase(phrase: Phrase, syllables: list[Syllable], style: GestureStyle, arm_scale: float,
-                reach: float, direction: str, lateral: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+def plan_phrase(
+    phrase: Phrase,
+    syllables: list[Syllable],
+    style: GestureStyle,
+    arm_scale: float,
+    reach: float,
+    direction: str,
+    lateral: str,
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Strokes of one phrase as (syllable index, raised pose, end pose) in the right arm's chest frame."""
     stressed = [i for i in phrase.syllables if syllables[i].stressed]
     plan: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -260,9 +287,15 @@ def _mirror(p: np.ndarray) -> np.ndarray:
     return p * np.array([-1.0, 1.0, 1.0])
 
 
-def synthesize_gestures(rng: np.random.Generator, skeleton: Skeleton, phrases: list[Phrase],
-                        syllables: list[Syllable], style: GestureStyle, n_frames: int,
-                        fps: float = 60.0) -> GestureTrack:
+def synthesize_gestures(
+    rng: np.random.Generator,
+    skeleton: Skeleton,
+    phrases: list[Phrase],
+    syllables: list[Syllable],
+    style: GestureStyle,
+    n_frames: int,
+    fps: float = 60.0,
+) -> GestureTrack:
     """Joint rotations (T, J, 3, 3) for ``n_frames`` frames following rules 1-8."""
     times = np.arange(n_frames) / fps
     names = skeleton.names
@@ -275,7 +308,14 @@ def synthesize_gestures(rng: np.random.Generator, skeleton: Skeleton, phrases: l
         f = rng.uniform(0.08, 0.35, 2)
         ph = rng.uniform(0.0, 2.0 * np.pi, 2)
         w = rng.uniform(0.5, 1.0, 2)
-        return amp * (w[0] * np.sin(2 * np.pi * f[0] * times + ph[0]) + w[1] * np.sin(2 * np.pi * f[1] * times + ph[1])) / 1.5
+        return (
+            amp
+            * (
+                w[0] * np.sin(2 * np.pi * f[0] * times + ph[0])
+                + w[1] * np.sin(2 * np.pi * f[1] * times + ph[1])
+            )
+            / 1.5
+        )
 
     sway = style.sway_deg
     euler[:, j["Spine"], 2] = slow(sway)  # yaw
@@ -339,10 +379,18 @@ def synthesize_gestures(rng: np.random.Generator, skeleton: Skeleton, phrases: l
         for i, raise_p, end_p in plan:
             syl = syllables[i]
             choice.strokes.append(len(strokes))
-            strokes.append(Stroke(time=syl.onset, hand=hands, syllable=i, phrase=phrase.index,
-                                  amplitude_cm=float(np.linalg.norm(end_p - raise_p)),
-                                  raise_below_shoulder_cm=float(-raise_p[1]),
-                                  loudness_rel_db=syl.loudness_rel_db, pitch_st=syl.pitch_st))
+            strokes.append(
+                Stroke(
+                    time=syl.onset,
+                    hand=hands,
+                    syllable=i,
+                    phrase=phrase.index,
+                    amplitude_cm=float(np.linalg.norm(end_p - raise_p)),
+                    raise_below_shoulder_cm=float(-raise_p[1]),
+                    loudness_rel_db=syl.loudness_rel_db,
+                    pitch_st=syl.pitch_st,
+                )
+            )
 
     # hand paths in the chest frame -> world targets -> IK
     for side, prefix in sides.items():
@@ -355,6 +403,7 @@ def synthesize_gestures(rng: np.random.Generator, skeleton: Skeleton, phrases: l
         bone_axis = np.array([sign, 0.0, 0.0])
         hinge_axis = np.array([0.0, -sign, 0.0])
         pole = _POLE_RIGHT if side == "right" else _mirror(_POLE_RIGHT)
-        local[:, arm], local[:, fore] = two_bone_ik(pos[:, arm], target, parent_rot, upper[side], lower[side],
-                                                    pole, bone_axis, hinge_axis)
+        local[:, arm], local[:, fore] = two_bone_ik(
+            pos[:, arm], target, parent_rot, upper[side], lower[side], pole, bone_axis, hinge_axis
+        )
     return GestureTrack(local_rotations=local, fps=fps, choices=choices, strokes=strokes)

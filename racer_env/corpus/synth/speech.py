@@ -34,7 +34,7 @@ bit-identical waveform and annotation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.signal import butter, sosfilt
@@ -139,28 +139,48 @@ class SpeechTrack:
 
     def annotation(self) -> dict:
         """JSON-ready annotation (times in seconds, rounded to 0.1 ms)."""
-        r = lambda x: round(float(x), 4)  # noqa: E731
+        r = round4
         return {
             "phrases": [
-                {"index": p.index, "start": r(p.start), "end": r(p.end), "gain_db": r(p.gain_db),
-                 "pitch_offset_st": r(p.pitch_offset_st), "declination_st": r(p.declination_st),
-                 "syllables": list(p.syllables)}
+                {
+                    "index": p.index,
+                    "start": r(p.start),
+                    "end": r(p.end),
+                    "gain_db": r(p.gain_db),
+                    "pitch_offset_st": r(p.pitch_offset_st),
+                    "declination_st": r(p.declination_st),
+                    "syllables": list(p.syllables),
+                }
                 for p in self.phrases
             ],
             "syllables": [
-                {"phrase": s.phrase, "onset": r(s.onset), "vowel_onset": r(s.vowel_onset),
-                 "duration": r(s.duration), "consonant": s.consonant, "vowel": s.vowel,
-                 "stressed": bool(s.stressed), "loudness_db": r(s.loudness_db),
-                 "loudness_rel_db": r(s.loudness_rel_db), "pitch_hz": r(s.pitch_hz), "pitch_st": r(s.pitch_st)}
+                {
+                    "phrase": s.phrase,
+                    "onset": r(s.onset),
+                    "vowel_onset": r(s.vowel_onset),
+                    "duration": r(s.duration),
+                    "consonant": s.consonant,
+                    "vowel": s.vowel,
+                    "stressed": bool(s.stressed),
+                    "loudness_db": r(s.loudness_db),
+                    "loudness_rel_db": r(s.loudness_rel_db),
+                    "pitch_hz": r(s.pitch_hz),
+                    "pitch_st": r(s.pitch_st),
+                }
                 for s in self.syllables
             ],
             "pauses": [{"start": r(p.start), "end": r(p.end)} for p in self.pauses],
         }
 
 
+def round4(x: float) -> float:
+    return round(float(x), 4)
+
+
 # -- planning ---------------------------------------------------------------------------------------------
-def plan_speech(rng: np.random.Generator, duration_s: float, voice: VoiceStyle) -> tuple[
-        list[Phrase], list[Syllable], list[Pause]]:
+def plan_speech(
+    rng: np.random.Generator, duration_s: float, voice: VoiceStyle
+) -> tuple[list[Phrase], list[Syllable], list[Pause]]:
     """Lay out phrases, syllables and pauses over ``duration_s`` seconds (rules 1, 3-6)."""
     phrases: list[Phrase] = []
     syllables: list[Syllable] = []
@@ -172,7 +192,9 @@ def plan_speech(rng: np.random.Generator, duration_s: float, voice: VoiceStyle) 
         target = min(float(rng.uniform(*PHRASE_RANGE_S)), duration_s - t - tail)
         p_idx = len(phrases)
         phrase = Phrase(
-            index=p_idx, start=t, end=t,
+            index=p_idx,
+            start=t,
+            end=t,
             gain_db=float(rng.uniform(*PHRASE_GAIN_DB)),
             pitch_offset_st=float(rng.uniform(*PHRASE_PITCH_ST)),
             declination_st=float(rng.uniform(*DECLINATION_ST)),
@@ -197,12 +219,21 @@ def plan_speech(rng: np.random.Generator, duration_s: float, voice: VoiceStyle) 
             frac = (onset - t) / max(target, 1e-6)
             pitch_st = phrase.pitch_offset_st - phrase.declination_st * frac + boost_st + jitter_st
             loud_rel = phrase.gain_db + boost_db + jitter_db
-            syllables.append(Syllable(
-                phrase=p_idx, onset=onset, vowel_onset=onset + burst, duration=burst + vowel,
-                consonant=cons, vowel=vow, stressed=stressed,
-                loudness_db=voice.level_db + loud_rel, loudness_rel_db=loud_rel,
-                pitch_hz=voice.base_f0 * 2.0 ** (pitch_st / 12.0), pitch_st=pitch_st,
-            ))
+            syllables.append(
+                Syllable(
+                    phrase=p_idx,
+                    onset=onset,
+                    vowel_onset=onset + burst,
+                    duration=burst + vowel,
+                    consonant=cons,
+                    vowel=vow,
+                    stressed=stressed,
+                    loudness_db=voice.level_db + loud_rel,
+                    loudness_rel_db=loud_rel,
+                    pitch_hz=voice.base_f0 * 2.0 ** (pitch_st / 12.0),
+                    pitch_st=pitch_st,
+                )
+            )
             phrase.syllables.append(len(syllables) - 1)
             if stressed:
                 next_stress = k + int(rng.integers(2, 5))
@@ -222,7 +253,7 @@ def plan_speech(rng: np.random.Generator, duration_s: float, voice: VoiceStyle) 
 
 
 # -- rendering --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _consonant_sos(name: str, sample_rate: int) -> np.ndarray:
     lo, hi = CONSONANTS[name]
     hi = min(hi, 0.45 * sample_rate)
@@ -236,11 +267,13 @@ def _envelope(n: int, attack: int, release: int, decay_per_s: float, sample_rate
     env[:a] *= np.linspace(0.0, 1.0, a, endpoint=False) if a > 0 else 1.0
     r = min(release, n - a)
     if r > 0:
-        env[n - r:] *= 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, r)))
+        env[n - r :] *= 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, r)))
     return env
 
 
-def _vowel(rng: np.random.Generator, syl: Syllable, n: int, voice: VoiceStyle, sample_rate: int) -> np.ndarray:
+def _vowel(
+    rng: np.random.Generator, syl: Syllable, n: int, voice: VoiceStyle, sample_rate: int
+) -> np.ndarray:
     """Harmonic series at f0 (gliding down 3 %) weighted by three formant resonances, at the target RMS."""
     f0 = syl.pitch_hz * np.linspace(1.015, 0.985, n)
     phase = 2.0 * np.pi * np.cumsum(f0) / sample_rate
@@ -251,12 +284,12 @@ def _vowel(rng: np.random.Generator, syl: Syllable, n: int, voice: VoiceStyle, s
     gain = np.zeros_like(freqs)
     for i, (fc, bw) in enumerate(zip(formants, bands)):
         fc *= voice.formant_scale
-        gain += (0.5 ** i) / (1.0 + ((freqs - fc) / bw) ** 2)
-    gain *= k ** -0.6  # glottal spectral tilt
+        gain += (0.5**i) / (1.0 + ((freqs - fc) / bw) ** 2)
+    gain *= k**-0.6  # glottal spectral tilt
     gain += 1e-3 / k
     phases = rng.uniform(0.0, 2.0 * np.pi, n_harm)
     wave = gain @ np.sin(np.outer(k, phase) + phases[:, None])
-    rms = np.sqrt(0.5 * np.sum(gain ** 2))
+    rms = np.sqrt(0.5 * np.sum(gain**2))
     env = _envelope(n, int(0.004 * sample_rate), int(0.025 * sample_rate), 1.5, sample_rate)
     return (10.0 ** (syl.loudness_db / 20.0)) * wave / rms * env
 
@@ -264,33 +297,47 @@ def _vowel(rng: np.random.Generator, syl: Syllable, n: int, voice: VoiceStyle, s
 def _burst(rng: np.random.Generator, syl: Syllable, n: int, sample_rate: int) -> np.ndarray:
     noise = rng.standard_normal(n + 64)
     noise = sosfilt(_consonant_sos(syl.consonant, sample_rate), noise)[64:]
-    noise /= max(np.sqrt(np.mean(noise ** 2)), 1e-9)
+    noise /= max(np.sqrt(np.mean(noise**2)), 1e-9)
     env = _envelope(n, int(0.002 * sample_rate), int(0.008 * sample_rate), 25.0, sample_rate)
     level = 10.0 ** ((syl.loudness_db - 6.0) / 20.0)
     return level * noise * env
 
 
-def render_speech(rng: np.random.Generator, duration_s: float, phrases: list[Phrase], syllables: list[Syllable],
-                  pauses: list[Pause], voice: VoiceStyle, sample_rate: int = SAMPLE_RATE) -> SpeechTrack:
+def render_speech(
+    rng: np.random.Generator,
+    duration_s: float,
+    phrases: list[Phrase],
+    syllables: list[Syllable],
+    pauses: list[Pause],
+    voice: VoiceStyle,
+    sample_rate: int = SAMPLE_RATE,
+) -> SpeechTrack:
     """Render the planned syllables into a float32 waveform of exactly round(duration_s * sample_rate)."""
-    n_total = int(round(duration_s * sample_rate))
+    n_total = round(duration_s * sample_rate)
     audio = np.zeros(n_total)
     for syl in syllables:
-        s0 = int(round(syl.onset * sample_rate))
-        s1 = int(round(syl.vowel_onset * sample_rate))
-        s2 = min(int(round(syl.end * sample_rate)), n_total)
+        s0 = round(syl.onset * sample_rate)
+        s1 = round(syl.vowel_onset * sample_rate)
+        s2 = min(round(syl.end * sample_rate), n_total)
         if s1 > s0:
             audio[s0:s1] += _burst(rng, syl, s1 - s0, sample_rate)
         if s2 > s1:
             audio[s1:s2] += _vowel(rng, syl, s2 - s1, voice, sample_rate)
     audio += (10.0 ** (NOISE_FLOOR_DBFS / 20.0)) * rng.standard_normal(n_total)
     audio = np.clip(audio, -0.99, 0.99).astype(np.float32)
-    return SpeechTrack(audio=audio, sample_rate=sample_rate, duration_s=n_total / sample_rate, phrases=phrases,
-                       syllables=syllables, pauses=pauses)
+    return SpeechTrack(
+        audio=audio,
+        sample_rate=sample_rate,
+        duration_s=n_total / sample_rate,
+        phrases=phrases,
+        syllables=syllables,
+        pauses=pauses,
+    )
 
 
-def synthesize_speech(rng: np.random.Generator, duration_s: float, voice: VoiceStyle,
-                      sample_rate: int = SAMPLE_RATE) -> SpeechTrack:
+def synthesize_speech(
+    rng: np.random.Generator, duration_s: float, voice: VoiceStyle, sample_rate: int = SAMPLE_RATE
+) -> SpeechTrack:
     """Plan and render ``duration_s`` seconds of speech-like audio (rules 1-6)."""
     phrases, syllables, pauses = plan_speech(rng, duration_s, voice)
     return render_speech(rng, duration_s, phrases, syllables, pauses, voice, sample_rate)

@@ -1,0 +1,41 @@
+"""The ``racer`` command line: corpus import/info, and clear one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from racer_env.cli import main
+from tests.conftest import CMU_UNIT_MM
+from tests.test_corpus_import import make_src, speech  # noqa: F401  (fixture)
+
+
+def test_import_then_info_json(tmp_path, speech, capsys):  # noqa: F811
+    src = make_src(tmp_path, speech)
+    ws = tmp_path / "W"
+    assert main(["corpus", "import", str(src), str(ws), "--unit-mm", str(CMU_UNIT_MM), "--quiet", "--workers", "1"]) == 0
+    assert "imported 3 clips" in capsys.readouterr().out
+    assert main(["corpus", "import", str(src), str(ws), "--unit-mm", str(CMU_UNIT_MM), "--quiet"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["corpus", "info", str(ws), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["clips"] == 3 and info["fps"] == 20 and info["n_joints"] == 15
+    assert info["speakers"] == ["cmu"] and set(info["splits"]) == {"train", "valid", "test"}
+    assert main(["corpus", "info", str(ws)]) == 0
+    text = capsys.readouterr().out
+    assert "joints      15: Hips, LowerBack" in text and "speakers    1: cmu" in text
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
+    assert main(["corpus", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("racer: error:") and "no corpus here" in err and "Traceback" not in err
+    assert main(["corpus", "import", str(tmp_path / "absent"), str(tmp_path / "W")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_argument_errors_name_the_argument(capsys):
+    with pytest.raises(SystemExit):
+        main(["corpus", "synth", "W", "--minutes", "-1"])
+    assert "--minutes" in capsys.readouterr().err
