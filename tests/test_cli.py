@@ -7,6 +7,7 @@ import json
 import pytest
 
 from racer_env.cli import main
+from racer_env.corpus import Corpus
 from tests.conftest import CMU_UNIT_MM
 from tests.test_corpus_import import make_src, speech  # noqa: F401  (fixture)
 
@@ -39,3 +40,20 @@ def test_argument_errors_name_the_argument(capsys):
     with pytest.raises(SystemExit):
         main(["corpus", "synth", "W", "--minutes", "-1"])
     assert "--minutes" in capsys.readouterr().err
+
+
+def test_synth_is_deterministic_and_skips_when_current(tmp_path, capsys):
+    common = ["--minutes", "0.5", "--speakers", "1", "--clip-seconds", "8", "--quiet", "--workers", "1"]
+    args = [*common, "--seed", "3"]
+    assert main(["corpus", "synth", str(tmp_path / "A"), *args]) == 0
+    assert "imported 4 clips" in capsys.readouterr().out  # 30 s -> 8 + 8 + 8 + 6 s
+    assert main(["corpus", "synth", str(tmp_path / "B"), *args]) == 0
+    capsys.readouterr()
+    a, b = (Corpus.load(tmp_path / w) for w in "AB")
+    assert a.checksum == b.checksum and a.n_joints == 16 and a.fps == 20
+    assert a.manifest["source"]["kind"] == "synth" and a.manifest["source"]["params"]["seed"] == 3
+    assert main(["corpus", "synth", str(tmp_path / "A"), *args]) == 0
+    assert "up to date" in capsys.readouterr().out
+    # a different seed replaces a synthetic corpus without --force
+    assert main(["corpus", "synth", str(tmp_path / "A"), *common, "--seed", "4"]) == 0
+    assert Corpus.load(tmp_path / "A").checksum != b.checksum
