@@ -21,7 +21,6 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/racer corpus synth $(WORKSPACE) --minutes 10 --speakers 2 --seed 0
-	$(VENV)/bin/racer corpus info $(WORKSPACE)
 
 test: install
 	$(PY) -m pytest -q

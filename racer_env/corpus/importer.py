@@ -250,7 +250,8 @@ def _write_corpus(
                        "bvh": str(pair.bvh), "bvh_sha256": sha256_file(pair.bvh)},
         })
     train = [r for p, r in zip(pairs, results) if p.clip_id in set(splits["train"])] or results
-    stats = NormStats.from_clips([_ArraysView(r) for r in train])
+    stats = NormStats.from_arrays([r["rotations"].reshape(len(r["rotations"]), -1) for r in train],
+                                  [r["audio"] for r in train])
     stats.save(out / "stats.npz")
     stats_sha = sha256_file(out / "stats.npz")
     content = {"clips": [[r["id"], r["sha256"]] for r in records], "splits": splits,
@@ -275,13 +276,3 @@ def _write_corpus(
     }
     write_json_atomic(out / "manifest.json", manifest)
 
-
-class _ArraysView:
-    """Just enough of a Clip for NormStats.from_clips."""
-
-    def __init__(self, r: dict) -> None:
-        self.audio = r["audio"]
-        self._rot = r["rotations"]
-
-    def motion_features(self) -> np.ndarray:
-        return self._rot.reshape(len(self._rot), -1)

@@ -77,9 +77,10 @@ class NormStats:
     audio_std: np.ndarray  # (F,)
 
     @classmethod
-    def from_clips(cls, clips: list[Clip]) -> NormStats:
-        motion = np.concatenate([c.motion_features() for c in clips]).astype(np.float64)
-        audio = np.concatenate([c.audio for c in clips]).astype(np.float64)
+    def from_arrays(cls, motions: list[np.ndarray], audios: list[np.ndarray]) -> NormStats:
+        """Statistics over clips' (T, J*3) motion features and (T, F) audio features."""
+        motion = np.concatenate(motions).astype(np.float64)
+        audio = np.concatenate(audios).astype(np.float64)
         return cls(
             motion_mean=motion.mean(0).astype(np.float32),
             motion_std=np.maximum(motion.std(0), STD_FLOOR).astype(np.float32),
