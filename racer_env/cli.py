@@ -3,6 +3,10 @@
     racer corpus synth W [--minutes M] [--speakers S] [--seed N]   built-in synthetic speaker
     racer corpus import SRC W [--unit cm]                          wav + bvh pairs (GENEA/Trinity layout)
     racer corpus info W [--json]                                   what the corpus holds
+    racer train vqvae W [--preset demo] [--seed N] [--resume]      gesture codebook
+    racer train reward W [--preset demo] [--seed N] [--resume]     contrastive reward model
+    racer evaluate codebook W [--json]                             held-out MAJE, code usage, perplexity
+    racer evaluate reward W [--json]                               held-out retrieval and AUCs
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ import time
 from pathlib import Path
 
 from racer_env.audio.features import AudioError
+from racer_env.checkpoint import CheckpointError
 from racer_env.corpus.store import Corpus, CorpusError
 from racer_env.motion.bvh import BvhError
 from racer_env.motion.skeleton import UNITS_MM
 from racer_env.motion.upper_body import UnmappableSkeletonError
 
 #: errors that are the user's input, printed as one line instead of a traceback.
-USER_ERRORS = (CorpusError, BvhError, AudioError, UnmappableSkeletonError, FileNotFoundError, ValueError)
+USER_ERRORS = (CorpusError, BvhError, AudioError, UnmappableSkeletonError, CheckpointError, FileNotFoundError,
+               ValueError)
 
 
 def _positive_float(text: str) -> float:
@@ -73,7 +79,53 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("workspace", type=Path, help="workspace directory W")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+    _add_train_parsers(stages)
+    _add_evaluate_parsers(stages)
     return parser
+
+
+def _add_train_parsers(stages) -> None:
+    train = stages.add_parser("train", help="train a model of the pipeline")
+    verbs = train.add_subparsers(dest="verb", required=True, metavar="MODEL")
+    for name, help_text, func in (("vqvae", "the gesture codebook (VQ-VAE)", cmd_train_vqvae),
+                                  ("reward", "the contrastive speech-gesture reward model", cmd_train_reward)):
+        p = verbs.add_parser(name, help=help_text)
+        p.add_argument("workspace", type=Path, help="workspace directory W")
+        p.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="model size (default demo)")
+        p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
+        p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the preset's)")
+        p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the preset's")
+        p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the preset's)")
+        p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints")
+        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same run")
+        p.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
+        if name == "vqvae":
+            p.add_argument("--ema", action="store_true", help="EMA codebook updates instead of the codebook loss")
+            p.add_argument("--no-dead-code-reset", dest="dead_code_reset", action="store_false", default=None,
+                           help="do not re-seed unused codes")
+        else:
+            p.add_argument("--window", type=_positive_int, default=None, help="code steps per reward window")
+
+
+def _add_evaluate_parsers(stages) -> None:
+    evaluate = stages.add_parser("evaluate", help="evaluate a trained stage")
+    verbs = evaluate.add_subparsers(dest="verb", required=True, metavar="WHAT")
+    code = verbs.add_parser("codebook", help="held-out reconstruction (MAJE, mm), code usage, perplexity")
+    code.add_argument("workspace", type=Path)
+    code.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    code.add_argument("--json", action="store_true")
+    code.add_argument("--device", default="cpu")
+    code.set_defaults(func=cmd_evaluate_codebook)
+    rew = verbs.add_parser("reward", help="held-out retrieval R@1/R@5 and AUCs against shifted/mismatched motion")
+    rew.add_argument("workspace", type=Path)
+    rew.add_argument("--candidates", type=_positive_int, default=32, help="retrieval candidates (default 32)")
+    rew.add_argument("--seed", type=int, default=0)
+    rew.add_argument("--json", action="store_true")
+    rew.add_argument("--device", default="cpu")
+    rew.set_defaults(func=cmd_evaluate_reward)
 
 
 def _import_config(args: argparse.Namespace, unit_mm: float):
@@ -131,6 +183,61 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, s in summary["splits"].items():
         print(f"{name:<11} {s['clips']} clips, {s['minutes']:.2f} min")
     print(f"checksum    {summary['content_sha256'][:16]}")
+    return 0
+
+
+def _print_train_result(stage: str, result: dict) -> None:
+    if result["skipped"]:
+        print(f"{stage} in {result['model']} is up to date (same settings and inputs); skipped (--force retrains)")
+    elif "stopped_at" in result:
+        print(f"{stage}: stopped at step {result['stopped_at']}; resume with --resume")
+    else:
+        print(f"{stage}: trained in {result['seconds']:.1f} s -> {result['model']} (sha256 {result['checksum'][:12]})")
+
+
+def cmd_train_vqvae(args: argparse.Namespace) -> int:
+    from racer_env.vqvae.train import train_config_for, train_vqvae
+
+    cfg = train_config_for(args.preset, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           checkpoint_every=args.checkpoint_every, ema=args.ema or None,
+                           dead_code_reset=args.dead_code_reset)
+    _print_train_result("vqvae", train_vqvae(args.workspace, cfg, resume=args.resume, force=args.force,
+                                             device=args.device, progress=not args.quiet))
+    return 0
+
+
+def cmd_train_reward(args: argparse.Namespace) -> int:
+    from racer_env.reward.train import reward_train_config_for, train_reward
+
+    cfg = reward_train_config_for(args.preset, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
+                                  lr=args.lr, checkpoint_every=args.checkpoint_every, window_codes=args.window)
+    _print_train_result("reward", train_reward(args.workspace, cfg, resume=args.resume, force=args.force,
+                                               device=args.device, progress=not args.quiet))
+    return 0
+
+
+def _print_metrics(metrics: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    for key, value in metrics.items():
+        if key != "params":
+            print(f"{key:<18} {value:.4f}")
+    print("params             " + json.dumps(metrics["params"]))
+
+
+def cmd_evaluate_codebook(args: argparse.Namespace) -> int:
+    from racer_env.vqvae.evaluate import evaluate_codebook
+
+    _print_metrics(evaluate_codebook(args.workspace, split=args.split, device=args.device), args.json)
+    return 0
+
+
+def cmd_evaluate_reward(args: argparse.Namespace) -> int:
+    from racer_env.reward.evaluate import evaluate_reward
+
+    _print_metrics(evaluate_reward(args.workspace, candidates=args.candidates, seed=args.seed, device=args.device),
+                   args.json)
     return 0
 
 

@@ -59,3 +59,36 @@ def trinity_like(extra: list[tuple[str, str | None]] = (), prefix: str = "") -> 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace(tmp_path_factory) -> Path:
+    """A built-in corpus of 1 minute (one speaker, six 10 s clips: 4 train, 1 valid, 1 test). Read-only:
+    tests that write copy it with ``copy_workspace``."""
+    from racer_env.corpus.build import synth_corpus
+
+    ws = tmp_path_factory.mktemp("tiny") / "W"
+    synth_corpus(ws, minutes=1.0, speakers=1, seed=0, clip_seconds=10.0, workers=1, progress=False)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tiny_workspace, tmp_path_factory) -> Path:
+    """``tiny_workspace`` with a `tiny` VQ-VAE and reward model trained on it. Read-only."""
+    import shutil
+
+    from racer_env.reward.train import reward_train_config_for, train_reward
+    from racer_env.vqvae.train import train_config_for, train_vqvae
+
+    ws = tmp_path_factory.mktemp("trained") / "W"
+    shutil.copytree(tiny_workspace, ws)
+    train_vqvae(ws, train_config_for("tiny"), progress=False)
+    train_reward(ws, reward_train_config_for("tiny"), progress=False)
+    return ws
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst

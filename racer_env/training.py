@@ -1,0 +1,121 @@
+"""What every trainer shares: a stage directory with its config, resumable checkpoints and a metrics log.
+
+A stage directory (``W/vqvae/``, ``W/reward/``) holds:
+
+* ``model.pt``      the final model (checksummed checkpoint with config, seed and input checksums);
+* ``checkpoint.pt`` the latest training state (model, optimiser, step), written atomically every N steps;
+* ``metrics.jsonl`` one JSON line of namespaced metrics (``losses/total``, ``codebook/perplexity``) per log step.
+
+``identity`` is everything that defines a run (config, seed, checksums of its inputs): a finished run with
+the same identity is skipped, a checkpoint with another identity is never resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from racer_env.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from racer_env.workspace import sha256_json
+
+
+def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
+    """The random generator of one training step: batches depend only on (seed, step), so resumed runs
+    draw exactly the batches an uninterrupted run draws."""
+    return np.random.default_rng([seed, step, stream])
+
+
+def step_torch_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(step_rng(seed, step, 1).integers(2**62)))
+
+
+@dataclass
+class StageRun:
+    """Files of one training stage and the rules for skipping and resuming it."""
+
+    directory: Path
+    kind: str  # 'vqvae', 'reward'
+    identity: dict
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / "model.pt"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.directory / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.directory / "metrics.jsonl"
+
+    @property
+    def identity_sha(self) -> str:
+        return sha256_json(self.identity)
+
+    def is_current(self) -> bool:
+        """True when model.pt exists and was trained with this identity."""
+        if not self.model_path.is_file():
+            return False
+        try:
+            meta, _, _ = load_checkpoint(self.model_path, self.kind)
+        except CheckpointError:
+            return False
+        return meta.get("identity_sha256") == self.identity_sha
+
+    def start(self, resume: bool) -> tuple[int, dict | None]:
+        """Prepare the directory; returns (first step, training state to restore or None)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            for p in (self.checkpoint_path, self.metrics_path):
+                if p.exists():
+                    p.unlink()
+            return 0, None
+        meta, state, _ = load_checkpoint(self.checkpoint_path, self.kind)
+        if meta.get("identity_sha256") != self.identity_sha:
+            raise CheckpointError(
+                f"{self.checkpoint_path} belongs to a run with other settings or inputs; "
+                f"start afresh without --resume"
+            )
+        step = int(meta["step"])
+        self._truncate_metrics(step)
+        return step, state
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines written after the checkpoint, so a resumed log reads like an uninterrupted one."""
+        if not self.metrics_path.is_file():
+            return
+        lines = [ln for ln in self.metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        self.metrics_path.write_text("".join(ln + "\n" for ln in lines))
+
+    def meta(self, step: int, extra: dict) -> dict:
+        return {"kind": self.kind, "identity": self.identity, "identity_sha256": self.identity_sha,
+                "step": step, **extra}
+
+    def save_checkpoint(self, step: int, state: dict, extra: dict) -> None:
+        save_checkpoint(self.checkpoint_path, self.meta(step, extra), state)
+
+    def save_model(self, step: int, state: dict, extra: dict) -> str:
+        return save_checkpoint(self.model_path, self.meta(step, extra), state)
+
+    def log(self, step: int, metrics: dict) -> None:
+        row = {"step": step, **{k: round(float(v), 6) for k, v in metrics.items()}}
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:1``, or ``auto`` (cuda when available); a clear error if unavailable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device

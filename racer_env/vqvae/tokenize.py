@@ -1,0 +1,63 @@
+"""Clips to codes and codes back to motion with a trained VQ-VAE.
+
+Decoding follows the paper: decode, Gaussian smoothing along time (kernel 5), de-normalise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from racer_env.checkpoint import check_corpus_match, load_checkpoint
+from racer_env.corpus.store import Clip, Corpus, NormStats
+from racer_env.vqvae.model import VQVAE, VQVAEConfig
+from racer_env.workspace import Workspace
+
+SMOOTH_KERNEL = 5  # frames (the paper)
+SMOOTH_SIGMA = 1.0  # frames; the paper gives only the kernel size
+
+
+def load_vqvae(workspace: str | Workspace, corpus: Corpus | None = None, device: str | torch.device = "cpu"):
+    """The trained VQ-VAE of a workspace, checked against its corpus.
+
+    Returns:
+        (model in eval mode, checkpoint meta, checkpoint checksum).
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    path = ws.root / "vqvae" / "model.pt"
+    meta, state, checksum = load_checkpoint(path, "vqvae")
+    check_corpus_match(meta, corpus or Corpus.load(ws), path)
+    model = VQVAE(VQVAEConfig(**meta["arch"]))
+    model.load_state_dict(state["model"])  # strict: a mismatch is an error, never a partial load
+    return model.to(device).eval(), meta, checksum
+
+
+def gaussian_smooth(x: torch.Tensor, kernel: int = SMOOTH_KERNEL, sigma: float = SMOOTH_SIGMA) -> torch.Tensor:
+    """(B, C, T) -> (B, C, T) smoothed along time with a normalised Gaussian kernel, edges replicated."""
+    t = torch.arange(kernel, dtype=x.dtype, device=x.device) - (kernel - 1) / 2
+    w = torch.exp(-0.5 * (t / sigma) ** 2)
+    w = (w / w.sum()).repeat(x.shape[1], 1, 1)  # (C, 1, K) depthwise
+    return F.conv1d(F.pad(x, ((kernel - 1) // 2, kernel // 2), mode="replicate"), w, groups=x.shape[1])
+
+
+def encode_clip(model: VQVAE, clip: Clip, stats: NormStats) -> np.ndarray:
+    """A clip's motion -> (T/8,) int64 code indices."""
+    x = torch.from_numpy(stats.normalise_motion(clip.motion_features()).T.astype(np.float32))[None]
+    return model.encode(x.to(next(model.parameters()).device))[0].cpu().numpy()
+
+
+def decode_normalised(model: VQVAE, codes: torch.Tensor, smooth: bool = True) -> torch.Tensor:
+    """(B, L) codes -> (B, 8L, J*3) normalised motion (smoothed), as the reward model sees it."""
+    x = model.decode(codes)  # (B, J*3, 8L)
+    return (gaussian_smooth(x) if smooth else x).transpose(1, 2)
+
+
+def decode_codes(model: VQVAE, codes: np.ndarray | torch.Tensor, stats: NormStats, smooth: bool = True) -> np.ndarray:
+    """(L,) or (B, L) codes -> (8L, J, 3) or (B, 8L, J, 3) rotation vectors (radians)."""
+    c = torch.as_tensor(np.asarray(codes), dtype=torch.long)
+    single = c.ndim == 1
+    c = c[None] if single else c
+    x = decode_normalised(model, c.to(next(model.parameters()).device), smooth).cpu().numpy()
+    rot = stats.denormalise_motion(x).reshape(x.shape[0], x.shape[1], -1, 3)
+    return rot[0] if single else rot
