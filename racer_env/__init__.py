@@ -6,12 +6,33 @@ in later stages, the VQ-VAE codebook, the contrastive reward model and the Gymna
 
 __version__ = "0.1.0"
 
+import gymnasium as _gym
+
+#: environment ids; kwargs are JSON values only (the workspace is a path string).
+ENV_IDS = ("racer/GestureSynthesis-v0", "racer/GestureSynthesisClip-v0")
+
+_gym.register(
+    id="racer/GestureSynthesis-v0",
+    entry_point="racer_env.envs.gesture:GestureSynthesisEnv",
+    vector_entry_point="racer_env.envs.vector:GestureSynthesisVectorEnv",
+    kwargs={"split": "train", "segment_codes": 15},
+)
+# whole held-out clips, for evaluation
+_gym.register(
+    id="racer/GestureSynthesisClip-v0",
+    entry_point="racer_env.envs.gesture:GestureSynthesisEnv",
+    vector_entry_point="racer_env.envs.vector:GestureSynthesisVectorEnv",
+    kwargs={"split": "test", "segment_codes": None},
+)
+
 _LAZY = {
     "VQVAE": "racer_env.vqvae.model",
     "VQVAEConfig": "racer_env.vqvae.model",
     "RewardModel": "racer_env.reward.model",
     "RewardScorer": "racer_env.reward.scorer",
     "Corpus": "racer_env.corpus.store",
+    "GestureSynthesisEnv": "racer_env.envs.gesture",
+    "GestureSynthesisVectorEnv": "racer_env.envs.vector",
 }
 
 
