@@ -7,6 +7,7 @@
     racer train reward W [--preset demo] [--seed N] [--resume]     contrastive reward model
     racer evaluate codebook W [--json]                             held-out MAJE, code usage, perplexity
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
+    racer dataset build W [--augment K] [--id ID]                  the augmented Minari dataset
 """
 
 from __future__ import annotations
@@ -81,7 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
     _add_train_parsers(stages)
     _add_evaluate_parsers(stages)
+    _add_dataset_parsers(stages)
     return parser
+
+
+def _add_dataset_parsers(stages) -> None:
+    dataset = stages.add_parser("dataset", help="build the offline dataset (Minari)")
+    verbs = dataset.add_subparsers(dest="verb", required=True, metavar="VERB")
+    build = verbs.add_parser("build", help="ground truth + augmented episodes, reward-labelled, as a Minari dataset")
+    build.add_argument("workspace", type=Path, help="workspace directory W")
+    build.add_argument("--augment", type=int, default=4, help="augmented episodes per ground-truth segment")
+    build.add_argument("--id", dest="dataset_id", default=None,
+                       help="dataset id, e.g. racer/synth/augmented-v0 (default: derived from the corpus)")
+    build.add_argument("--segment-codes", type=_positive_int, default=15, help="actions per episode (H)")
+    build.add_argument("--stride", type=_positive_int, default=None, help="code steps between segments (default H)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    build.add_argument("--device", default="cpu")
+    build.add_argument("--quiet", action="store_true")
+    build.set_defaults(func=cmd_dataset_build)
 
 
 def _add_train_parsers(stages) -> None:
@@ -238,6 +256,26 @@ def cmd_evaluate_reward(args: argparse.Namespace) -> int:
 
     _print_metrics(evaluate_reward(args.workspace, candidates=args.candidates, seed=args.seed, device=args.device),
                    args.json)
+    return 0
+
+
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from racer_env.dataset.builder import build_dataset
+    from racer_env.dataset.episodes import AugmentConfig
+
+    if args.augment < 0:
+        raise ValueError(f"--augment must be >= 0, got {args.augment}")
+    cfg = AugmentConfig(segment_codes=args.segment_codes, stride=args.stride or args.segment_codes,
+                        augment=args.augment, seed=args.seed)
+    result = build_dataset(args.workspace, args.dataset_id, cfg, device=args.device, progress=not args.quiet)
+    if result["skipped"]:
+        print(f"dataset {result['id']} in {result['root']} is up to date (same inputs and settings); skipped")
+        return 0
+    print(f"dataset {result['id']}: {result['episodes']} episodes, {result['steps']} steps in "
+          f"{result['seconds']:.1f} s -> {result['root']}")
+    print("sources: " + ", ".join(f"{k} {v}" for k, v in result["sources"].items()))
+    print(f"ref_min_score (random codes) {result['ref_min_score']:.3f}, "
+          f"ref_max_score (ground truth) {result['ref_max_score']:.3f}")
     return 0
 
 

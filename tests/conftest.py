@@ -92,3 +92,31 @@ def copy_workspace(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture(scope="session", autouse=True)
+def minari_datasets_path(tmp_path_factory):
+    """Every test's Minari datasets live in a temporary directory, never in ~/.minari."""
+    import os
+
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    path = tmp_path_factory.mktemp("minari")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("MINARI_DATASETS_PATH", None)
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = old
+
+
+@pytest.fixture(scope="session")
+def gesture_dataset(trained_workspace):
+    """A small Minari dataset of ``trained_workspace``: segments of 6 codes, 4 augmentations each."""
+    from racer_env.dataset.builder import build_dataset
+    from racer_env.dataset.episodes import AugmentConfig
+
+    result = build_dataset(trained_workspace, "racer/tiny/augmented-v0", AugmentConfig(segment_codes=6, stride=6),
+                           progress=False)
+    import minari
+
+    return minari.load_dataset(result["id"]), result

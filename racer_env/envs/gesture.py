@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -119,7 +119,7 @@ class GestureSynthesisEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 2.5}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 2.5}
 
     def __init__(self, workspace: str, split: str = "train", segment_codes: int | None = 15, past: int = 3,
                  lookahead: int = 1, history: int = 8, device: str = "cpu", render_mode: str | None = None) -> None:

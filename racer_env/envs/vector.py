@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
@@ -23,7 +25,7 @@ class GestureSynthesisVectorEnv(VectorEnv):
     length while some episodes are in their first W - 1 steps).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 2.5, "autoreset_mode": "next_step"}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 2.5, "autoreset_mode": "next_step"}
 
     def __init__(self, num_envs: int = 1, workspace: str = "", split: str = "train", segment_codes: int | None = 15,
                  past: int = 3, lookahead: int = 1, history: int = 8, device: str = "cpu",

@@ -1,0 +1,120 @@
+"""Plugging d3rlpy's discrete algorithms into the gesture MDP.
+
+* :func:`minari_to_mdp_dataset`: a Minari gesture dataset as a ``d3rlpy.dataset.MDPDataset`` with tuple
+  observations ``(audio, codes)``. d3rlpy's own ``get_minari`` cannot be used: it appends every episode's T+1
+  observations against T actions, so episode k's observations are shifted by k rows, and it rejects Dict
+  observations. Here each episode contributes ``observations[:-1]``; timeouts = truncated & ~terminated, and an
+  episode that ends with neither gets a timeout on its last step so that d3rlpy splits episodes correctly.
+* :class:`GestureEncoderFactory`: a registered d3rlpy encoder for the tuple observation (audio context per code
+  step + code embeddings); importing this module registers it, so ``d3rlpy.load_learnable`` round-trips.
+* :func:`algo_config`: a d3rlpy discrete algorithm config by name with the encoder set the way each needs it.
+* Environment rollouts: wrap the env in ``racer_env.envs.wrappers.DictToTupleObservation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import d3rlpy
+import numpy as np
+import torch
+from d3rlpy.models.encoders import EncoderFactory, register_encoder_factory
+from torch import nn
+
+from racer_env.envs.wrappers import OBSERVATION_KEYS
+
+#: the discrete algorithms of d3rlpy that work on the gesture MDP, by config class name prefix.
+DISCRETE_ALGORITHMS = ("DiscreteCQL", "DQN", "DoubleDQN", "NFQ", "DiscreteBCQ", "DiscreteBC", "DiscreteSAC",
+                       "DiscreteDecisionTransformer")
+
+
+def minari_to_mdp_dataset(dataset, n_codes: int | None = None) -> d3rlpy.dataset.MDPDataset:
+    """Convert a Minari gesture dataset (Dict observations) to an aligned d3rlpy ``MDPDataset``."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in OBSERVATION_KEYS}
+    actions, rewards, terminals, timeouts = [], [], [], []
+    for episode in dataset.iterate_episodes():
+        steps = len(episode.actions)
+        for key in OBSERVATION_KEYS:
+            parts[key].append(episode.observations[key][:steps])  # the observation before each action
+        term = episode.terminations.astype(np.float32)
+        trunc = (episode.truncations & ~episode.terminations).astype(np.float32)
+        if not (term[-1] or trunc[-1]):
+            trunc[-1] = 1.0  # an episode boundary d3rlpy can see
+        actions.append(episode.actions)
+        rewards.append(episode.rewards)
+        terminals.append(term)
+        timeouts.append(trunc)
+    n_actions = n_codes if n_codes is not None else int(dataset.action_space.n)
+    return d3rlpy.dataset.MDPDataset(
+        observations=[np.concatenate(parts["audio"]).astype(np.float32), np.concatenate(parts["codes"]).astype(np.int64)],
+        actions=np.concatenate(actions).astype(np.int64), rewards=np.concatenate(rewards).astype(np.float32),
+        terminals=np.concatenate(terminals), timeouts=np.concatenate(timeouts),
+        action_space=d3rlpy.ActionSpace.DISCRETE, action_size=n_actions,
+    )
+
+
+class GestureEncoder(nn.Module):
+    """(audio (B, K, 8, F), codes (B, C)) -> (B, feature_size).
+
+    Each code step's 8 audio frames are projected to one token, each code is embedded (index N is the pad),
+    and the flattened tokens go through an MLP.
+    """
+
+    def __init__(self, audio_shape: Sequence[int], n_codes: int, history: int, embed_dim: int, hidden: int,
+                 feature_size: int) -> None:
+        super().__init__()
+        context, frames, features = audio_shape
+        self.audio_step = nn.Sequential(nn.Linear(frames * features, hidden), nn.ReLU())
+        self.code_embedding = nn.Embedding(n_codes + 1, embed_dim)
+        self.mlp = nn.Sequential(nn.Linear(context * hidden + history * embed_dim, feature_size), nn.ReLU())
+
+    def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
+        audio, codes = x
+        a = self.audio_step(audio.flatten(2))  # (B, K, hidden)
+        # d3rlpy casts every observation to float32; the clamp guards its shape probe, which feeds torch.rand
+        c = self.code_embedding(codes.long().clamp(0, self.code_embedding.num_embeddings - 1))  # (B, C, E)
+        return self.mlp(torch.cat([a.flatten(1), c.flatten(1)], dim=1))
+
+
+@dataclasses.dataclass()
+class GestureEncoderFactory(EncoderFactory):
+    """d3rlpy encoder factory for the gesture observation. ``feature_size`` must be divisible by the number
+    of attention heads when used with DiscreteDecisionTransformer."""
+
+    n_codes: int = 256  # N, the codebook size; the embedding has N + 1 rows (pad = N)
+    embed_dim: int = 32
+    hidden: int = 64
+    feature_size: int = 256
+
+    def create(self, observation_shape: Sequence[Sequence[int]]) -> GestureEncoder:
+        audio_shape, codes_shape = observation_shape
+        return GestureEncoder(audio_shape, self.n_codes, codes_shape[0], self.embed_dim, self.hidden,
+                              self.feature_size)
+
+    @staticmethod
+    def get_type() -> str:
+        return "racer_gesture"
+
+
+register_encoder_factory(GestureEncoderFactory)
+
+
+def algo_config(name: str, encoder: GestureEncoderFactory, max_timestep: int = 1000, **kwargs):
+    """The d3rlpy config of a discrete algorithm ``name`` (e.g. 'DiscreteCQL') using ``encoder``.
+
+    DiscreteSAC takes separate actor and critic encoders; DiscreteDecisionTransformer needs ``max_timestep`` at
+    least the longest episode.
+    """
+    if name not in DISCRETE_ALGORITHMS:
+        import difflib
+
+        hint = difflib.get_close_matches(name, DISCRETE_ALGORITHMS, n=1)
+        raise ValueError(f"unknown d3rlpy discrete algorithm {name!r}"
+                         f"{f'; did you mean {hint[0]!r}' if hint else ''}; choose one of {DISCRETE_ALGORITHMS}")
+    config_cls = getattr(d3rlpy.algos, f"{name}Config")
+    if name == "DiscreteSAC":
+        return config_cls(actor_encoder_factory=encoder, critic_encoder_factory=encoder, **kwargs)
+    if name == "DiscreteDecisionTransformer":
+        return config_cls(encoder_factory=encoder, max_timestep=max_timestep, **kwargs)
+    return config_cls(encoder_factory=encoder, **kwargs)

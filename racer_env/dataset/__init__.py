@@ -1,0 +1,1 @@
+"""The offline dataset of the gesture MDP: episode generation, augmentation, labelling, Minari storage."""

@@ -1,0 +1,211 @@
+"""``racer dataset build W``: the augmented, reward-labelled offline dataset as a Minari dataset.
+
+Where: ``$MINARI_DATASETS_PATH`` when it is set (Minari's own convention), else ``W/datasets/``. Ids look like
+``racer/<corpus>/augmented-v0``; an id is never overwritten: a dataset built from the same inputs and settings
+is reused, otherwise the default id moves to the next free version and an explicit ``--id`` that exists is an
+error.
+
+Per episode Minari keeps the reset options ``{"clip": clip_id, "start": step}`` (with the seed) and a per-step
+``source`` info (index into the ``sources`` list of the dataset metadata), so that
+``env.reset(options=...)`` and the episode's actions reproduce its observations and rewards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from racer_env import __version__
+from racer_env.dataset.episodes import (
+    AUGMENTATIONS,
+    SOURCES,
+    AugmentConfig,
+    Episode,
+    label_episodes,
+    make_episodes,
+    policy_episodes,
+)
+from racer_env.envs.episode_data import EnvData, ObservationConfig, load_env_data
+from racer_env.envs.gesture import observation_space
+from racer_env.workspace import Workspace, sha256_json
+
+DATASET_NAME = "augmented"
+ID_PATTERN = re.compile(r"^(?P<base>[A-Za-z0-9_\-/]+)-v(?P<version>\d+)$")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be built as asked."""
+
+
+@contextmanager
+def minari_root(workspace: Workspace):
+    """Point Minari at W/datasets unless the user set MINARI_DATASETS_PATH."""
+    if os.environ.get("MINARI_DATASETS_PATH"):
+        yield Path(os.environ["MINARI_DATASETS_PATH"])
+        return
+    root = workspace.root / "datasets"
+    os.environ["MINARI_DATASETS_PATH"] = str(root.resolve())
+    try:
+        yield root
+    finally:
+        os.environ.pop("MINARI_DATASETS_PATH", None)
+
+
+def default_dataset_id(workspace: Workspace) -> str:
+    from racer_env.corpus.store import Corpus
+
+    source = Corpus.load(workspace).manifest.get("source", {})
+    name = "synth" if source.get("kind") == "synth" else Path(source.get("src", workspace.root.name)).name
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "corpus"
+    return f"racer/{name}/{DATASET_NAME}-v0"
+
+
+def _existing_inputs(dataset_id: str) -> str | None:
+    """The inputs checksum of an existing dataset id, '' if it exists without one, None if absent."""
+    import minari
+
+    if dataset_id not in minari.list_local_datasets():
+        return None if not minari.storage.get_dataset_path(dataset_id).exists() else ""
+    return str(minari.load_dataset(dataset_id).storage.metadata.get("racer_inputs_sha256", ""))
+
+
+def resolve_id(requested: str | None, default: str, inputs_sha: str) -> tuple[str, bool]:
+    """(id to write, whether it already holds this exact dataset)."""
+    dataset_id = requested or default
+    match = ID_PATTERN.match(dataset_id)
+    if not match:
+        raise DatasetError(f"dataset id must look like 'namespace/name-v0', got {dataset_id!r}")
+    while True:
+        existing = _existing_inputs(dataset_id)
+        if existing is None:
+            return dataset_id, False
+        if existing == inputs_sha:
+            return dataset_id, True
+        if requested:
+            raise DatasetError(f"dataset {dataset_id!r} exists and was built from other inputs or settings; it is "
+                               f"never overwritten: choose another id or version")
+        dataset_id = f"{match['base']}-v{int(ID_PATTERN.match(dataset_id)['version']) + 1}"
+
+
+def _code_permalink() -> str:
+    """The commit of this checkout when it is a git repository, else the package version."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        return f"racer {__version__} @ git {commit}"
+    except (OSError, subprocess.SubprocessError):
+        return f"racer {__version__}"
+
+
+def build_dataset(
+    workspace: str | Workspace,
+    dataset_id: str | None = None,
+    config: AugmentConfig | None = None,
+    obs_config: ObservationConfig | None = None,
+    policy: Callable[[dict], int] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Build (or reuse) the workspace's Minari dataset; returns a summary with its id and figures."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    config, obs_config = config or AugmentConfig(), obs_config or ObservationConfig()
+    start_time = time.perf_counter()
+    data = load_env_data(str(ws.root), device)
+    inputs = {"augment": asdict(config), "observation": asdict(obs_config), "corpus": data.corpus_sha256,
+              "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256, "policy": policy is not None}
+    inputs_sha = sha256_json(inputs)
+    with minari_root(ws) as root:
+        dataset_id, current = resolve_id(dataset_id, default_dataset_id(ws), inputs_sha)
+        if current:
+            return {"id": dataset_id, "skipped": True, "root": str(root)}
+        episodes = make_episodes(data, data.split_ids("train"), config)
+        if policy is not None:
+            segments = sorted({(e.clip, e.start) for e in episodes})
+            episodes += policy_episodes(data, segments, config.segment_codes, policy, obs_config)
+        label_episodes(data, episodes, obs_config, progress=progress)
+        ref_min, ref_max = reference_scores(data, episodes, config, obs_config)
+        _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws)
+    counts = Counter(e.source for e in episodes)
+    return {"id": dataset_id, "skipped": False, "root": str(root), "episodes": len(episodes),
+            "steps": int(sum(len(e.actions) for e in episodes)), "sources": dict(counts),
+            "ref_min_score": ref_min, "ref_max_score": ref_max, "seconds": time.perf_counter() - start_time}
+
+
+def reference_scores(data: EnvData, episodes: list[Episode], config: AugmentConfig,
+                     obs_config: ObservationConfig) -> tuple[float, float]:
+    """(mean return of uniformly random codes, mean ground-truth return) over the ground-truth segments."""
+    gt = [e for e in episodes if e.source == "ground_truth"]
+    rng = np.random.default_rng([config.seed, 1])
+    random_eps = [Episode(e.clip, e.start, rng.integers(0, data.n_codes, len(e.actions)), "random") for e in gt]
+    label_episodes(data, random_eps, obs_config, progress=False)
+    return (float(np.mean([e.rewards.sum() for e in random_eps])), float(np.mean([e.rewards.sum() for e in gt])))
+
+
+def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
+           config: AugmentConfig, inputs: dict, inputs_sha: str, ref_min: float, ref_max: float,
+           ws: Workspace) -> None:
+    """Create the Minari dataset, then store our metadata; on any failure remove what was written."""
+    import minari
+
+    try:
+        with warnings.catch_warnings():  # Minari warns that no env was given: the specs are stored just below
+            warnings.filterwarnings("ignore", message="env_spec is None")
+            warnings.filterwarnings("ignore", message="`eval_env` is set to None")
+            dataset = _create_minari_dataset(dataset_id, episodes, data, obs_config, config)
+        env_kwargs = {"workspace": str(ws.root.resolve()), "segment_codes": config.segment_codes,
+                      **asdict(obs_config)}
+        spec, eval_spec = gym.spec("racer/GestureSynthesis-v0"), gym.spec("racer/GestureSynthesisClip-v0")
+        dataset.storage.update_metadata({
+            "env_spec": replace(spec, kwargs={**spec.kwargs, **env_kwargs}).to_json(),
+            "eval_env_spec": replace(eval_spec, kwargs={**eval_spec.kwargs, "workspace": env_kwargs["workspace"],
+                                                        **asdict(obs_config)}).to_json(),
+            "ref_min_score": ref_min, "ref_max_score": ref_max, "sources": list(SOURCES),
+            "racer_inputs": inputs, "racer_inputs_sha256": inputs_sha,
+            "vqvae_sha256": inputs["vqvae"], "reward_sha256": inputs["reward"], "corpus_sha256": inputs["corpus"],
+        })
+    except BaseException:
+        shutil.rmtree(minari.storage.get_dataset_path(dataset_id), ignore_errors=True)  # nothing partial stays
+        raise
+
+
+def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
+                           config: AugmentConfig):
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    source_index = {s: i for i, s in enumerate(SOURCES)}
+    buffers = [
+        EpisodeBuffer(
+            id=i, seed=config.seed, options={"clip": e.clip, "start": int(e.start)},
+            observations=e.observations, actions=e.actions.astype(np.int64), rewards=e.rewards.astype(np.float64),
+            terminations=np.arange(len(e.actions)) == len(e.actions) - 1,
+            truncations=np.zeros(len(e.actions), dtype=bool),
+            infos={"source": np.full(len(e.actions), source_index[e.source], dtype=np.int64)},
+        )
+        for i, e in enumerate(episodes)
+    ]
+    return minari.create_dataset_from_buffers(
+        dataset_id=dataset_id, buffer=buffers, env=None,
+        observation_space=observation_space(data.n_codes, data.n_audio_features, data.frames_per_code, obs_config),
+        action_space=gym.spaces.Discrete(data.n_codes),
+        algorithm_name="racer ground truth + augmentations",
+        author="racer contributors", author_email="racer@users.noreply.github.com",
+        code_permalink=_code_permalink(),
+        description=(f"RACER gesture MDP offline data: ground-truth code trajectories of every training segment of "
+                     f"{config.segment_codes} codes plus {config.augment} augmented episodes per segment "
+                     f"({', '.join(AUGMENTATIONS)}), rewards from the contrastive reward model. Per-step info "
+                     f"'source' indexes metadata 'sources'; episode metadata 'options' are the reset options."),
+        requirements=[f"racer>={__version__}"], data_format="hdf5",
+    )
