@@ -118,3 +118,42 @@ def algo_config(name: str, encoder: GestureEncoderFactory, max_timestep: int = 1
     if name == "DiscreteDecisionTransformer":
         return config_cls(encoder_factory=encoder, max_timestep=max_timestep, **kwargs)
     return config_cls(encoder_factory=encoder, **kwargs)
+
+
+class GPTObservationEncoder(nn.Module):
+    """The gesture GPT as a d3rlpy encoder: the observation's last ``past + 1`` steps as a sequence
+    (audio tokens with their lookahead, and the codes before each step) -> the newest step's features (B, E)."""
+
+    def __init__(self, gpt_config: dict, past: int, lookahead: int) -> None:
+        super().__init__()
+        from racer_agents.gpt import GestureGPT, GPTConfig
+
+        self.gpt = GestureGPT(GPTConfig(**gpt_config))
+        self.past, self.lookahead = past, lookahead
+
+    def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
+        audio, codes = x  # (B, K, 8, F), (B, C) float32 (d3rlpy casts)
+        steps = self.past + 1
+        tokens = torch.stack([audio[:, j:j + 1 + self.lookahead].flatten(1) for j in range(steps)], 1)  # (B, S, D)
+        n = self.gpt.cfg.n_codes
+        prev = codes[:, -steps:].long().clamp(0, n)  # (B, S): the newest code before each of those steps
+        return self.gpt.features(tokens, prev)[:, -1]
+
+
+@dataclasses.dataclass()
+class GPTEncoderFactory(EncoderFactory):
+    """d3rlpy encoder factory wrapping :class:`racer_agents.gpt.GestureGPT` (for like-for-like comparisons)."""
+
+    gpt_config: dict = dataclasses.field(default_factory=dict)  # GPTConfig fields (n_codes, audio_dim, ...)
+    past: int = 3
+    lookahead: int = 1
+
+    def create(self, observation_shape: Sequence[Sequence[int]]) -> GPTObservationEncoder:
+        return GPTObservationEncoder(self.gpt_config, self.past, self.lookahead)
+
+    @staticmethod
+    def get_type() -> str:
+        return "racer_gpt"
+
+
+register_encoder_factory(GPTEncoderFactory)

@@ -8,6 +8,8 @@
     racer evaluate codebook W [--json]                             held-out MAJE, code usage, perplexity
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
     racer dataset build W [--augment K] [--id ID]                  the augmented Minari dataset
+    racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
+    racer generate W --audio speech.wav [--agent NAME] [--out DIR] gestures for a recording (npz, bvh, mp4)
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parsers(stages)
     _add_evaluate_parsers(stages)
     _add_dataset_parsers(stages)
+    gen = stages.add_parser("generate", help="gestures for a speech recording: npz, bvh and mp4")
+    gen.add_argument("workspace", type=Path, help="workspace directory W (its VQ-VAE, skeleton and agents)")
+    gen.add_argument("--audio", type=Path, required=True, help="speech recording (wav, flac, ogg; any rate)")
+    gen.add_argument("--agent", default=None, help="agent name in W/agents (default: racer-cql)")
+    gen.add_argument("--out", type=Path, default=None, help="output directory (default: W/generated/<name>)")
+    gen.add_argument("--formats", default="npz,bvh,mp4", help="comma-separated: npz, bvh, mp4")
+    gen.add_argument("--device", default="cpu")
+    gen.add_argument("--quiet", action="store_true")
+    gen.set_defaults(func=cmd_generate)
     return parser
 
 
@@ -126,6 +137,26 @@ def _add_train_parsers(stages) -> None:
                            help="do not re-seed unused codes")
         else:
             p.add_argument("--window", type=_positive_int, default=None, help="code steps per reward window")
+
+
+    agent = verbs.add_parser("agent", help="an agent on the workspace's Minari dataset")
+    agent.add_argument("workspace", type=Path, help="workspace directory W")
+    agent.add_argument("--algo", default="racer-cql", help="racer-cql (default), bc, or d3rlpy:<Name> (e.g. "
+                       "d3rlpy:DiscreteCQL)")
+    agent.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="GPT size (default demo)")
+    agent.add_argument("--dataset", default=None, help="Minari dataset id (default: the workspace's newest)")
+    agent.add_argument("--seed", type=int, default=0)
+    agent.add_argument("--steps", type=_positive_int, default=None)
+    agent.add_argument("--batch-size", type=_positive_int, default=None, help="segments per step")
+    agent.add_argument("--lr", type=_positive_float, default=None)
+    agent.add_argument("--alpha", type=float, default=None, help="CQL conservative weight (default 1.0)")
+    agent.add_argument("--gamma", type=float, default=None, help="discount (default 0.99, the paper's)")
+    agent.add_argument("--checkpoint-every", type=_positive_int, default=None)
+    agent.add_argument("--resume", action="store_true", help="continue from the last checkpoint (GPT agents)")
+    agent.add_argument("--force", action="store_true", help="retrain even if the agent is up to date")
+    agent.add_argument("--device", default="cpu")
+    agent.add_argument("--quiet", action="store_true")
+    agent.set_defaults(func=cmd_train_agent)
 
 
 def _add_evaluate_parsers(stages) -> None:
@@ -210,7 +241,7 @@ def _print_train_result(stage: str, result: dict) -> None:
     elif "stopped_at" in result:
         print(f"{stage}: stopped at step {result['stopped_at']}; resume with --resume")
     else:
-        print(f"{stage}: trained in {result['seconds']:.1f} s -> {result['model']} (sha256 {result['checksum'][:12]})")
+        print(f"{stage}: trained in {result['seconds']:.1f} s -> {result['model']} ({result['checksum'][:12]})")
 
 
 def cmd_train_vqvae(args: argparse.Namespace) -> int:
@@ -231,6 +262,34 @@ def cmd_train_reward(args: argparse.Namespace) -> int:
                                   lr=args.lr, checkpoint_every=args.checkpoint_every, window_codes=args.window)
     _print_train_result("reward", train_reward(args.workspace, cfg, resume=args.resume, force=args.force,
                                                device=args.device, progress=not args.quiet))
+    return 0
+
+
+def cmd_train_agent(args: argparse.Namespace) -> int:
+    from racer_agents.train import agent_config_for, train_agent
+
+    cfg = agent_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
+                           lr=args.lr, alpha=args.alpha, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
+                           dataset=args.dataset)
+    result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,
+                         progress=not args.quiet)
+    _print_train_result(f"agent {cfg.name}", result)
+    if "transitions_per_second" in result:
+        print(f"{result['transitions_per_second']:.0f} transitions/s")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from racer_agents.generate import generate
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    result = generate(args.workspace, args.audio, agent=args.agent, out_dir=args.out, formats=formats,
+                      device=args.device, progress=not args.quiet)
+    note = " (silent input: rest pose)" if result.silent else ""
+    print(f"{result.duration_s:.1f} s of motion from {len(result.codes)} codes in {result.seconds:.2f} s "
+          f"({result.real_time_factor:.0f}x real time){note}")
+    for kind, path in result.files.items():
+        print(f"{kind:<4} {path}")
     return 0
 
 

@@ -1,6 +1,14 @@
-"""Stick-figure drawing of upper-body poses into RGB arrays (front view), with numpy only."""
+"""Stick-figure drawing of upper-body poses into RGB arrays (front view), with numpy only.
+
+Drawing is vectorised: every bone is sampled at one point per pixel step, every sample (and every joint)
+is expanded by a square offset grid of the stroke's radius, and all pixels are set with one fancy-indexed
+assignment per colour. :func:`render_frames` draws many frames per call that way, with one framing for
+the whole sequence, so that a video does not jitter.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -10,11 +18,22 @@ from racer_env.motion.skeleton import Skeleton, forward_kinematics
 BACKGROUND = (245, 245, 240)
 BONE = (40, 60, 120)
 JOINT = (200, 60, 40)
+#: Samples per bone at most (a bone longer than this many pixels is sampled more sparsely than 1 px).
+MAX_BONE_SAMPLES = 4096
 
 
 def pose_positions(skeleton: Skeleton, rotvecs: np.ndarray) -> np.ndarray:
     """(J, 3) rotation vectors of one frame -> (J, 3) joint positions in mm (root at its rest offset)."""
     return forward_kinematics(skeleton, rotvec_to_matrix(rotvecs[None]))[0][0]
+
+
+def rest_framing(skeleton: Skeleton) -> tuple[float, np.ndarray]:
+    """The fixed view of a sequence: (extent_mm, center) from the rest pose (1.6 x its height, its mean)."""
+    rest = pose_positions(skeleton, np.zeros((skeleton.n_joints, 3)))
+    extent = float(np.ptp(rest[:, 1]) * 1.6)
+    if not extent > 0:  # a flat rest pose: fit its width instead
+        extent = max(float(np.ptp(rest[:, :2], axis=0).max()) * 1.6, 1.0)
+    return extent, rest.mean(0)
 
 
 def draw_pose(positions: np.ndarray, parents: tuple[int, ...], size: int = 256,
@@ -24,33 +43,91 @@ def draw_pose(positions: np.ndarray, parents: tuple[int, ...], size: int = 256,
     ``extent_mm`` (the height of the view) and ``center`` fix the framing across frames of a video; by default
     they fit this pose.
     """
-    xy = positions[:, :2]
+    xy = np.asarray(positions, dtype=np.float64)[:, :2]
     center = xy.mean(0) if center is None else np.asarray(center, dtype=np.float64)[:2]
     extent = float(extent_mm or max(np.ptp(xy, axis=0).max() * 1.3, 1.0))
-    scale = (size - 1) / extent
-    pix = (xy - center) * scale
-    cols = pix[:, 0] + size / 2
-    rows = size / 2 - pix[:, 1]
-    img = np.empty((size, size, 3), dtype=np.uint8)
+    return draw_poses(xy[None], parents, size, extent, center)[0]
+
+
+def draw_poses(positions: np.ndarray, parents: tuple[int, ...], size: int, extent_mm: float,
+               center: np.ndarray) -> np.ndarray:
+    """(B, J, 2 or 3) positions in mm -> (B, size, size, 3) uint8 images, all with the same framing."""
+    xy = np.asarray(positions, dtype=np.float64)[..., :2]
+    if not np.isfinite(xy).all():
+        raise ValueError("positions must be finite (NaN or infinite joint position)")
+    center = np.asarray(center, dtype=np.float64)[:2]
+    pix = (xy - center) * ((size - 1) / float(extent_mm))
+    cols = pix[..., 0] + size / 2  # (B, J)
+    rows = size / 2 - pix[..., 1]
+    n_frames = xy.shape[0]
+    img = np.empty((n_frames, size, size, 3), dtype=np.uint8)
     img[:] = BACKGROUND
+    flat = img.reshape(-1, 3)
     thickness = max(1, size // 128)
-    for j, p in enumerate(parents):
-        if p >= 0:
-            _line(img, rows[p], cols[p], rows[j], cols[j], BONE, thickness)
-    for r, c in zip(rows, cols):
-        _dot(img, r, c, JOINT, thickness + 1)
+    child = np.array([j for j, p in enumerate(parents) if p >= 0], dtype=np.intp)
+    parent = np.array([parents[j] for j in child], dtype=np.intp)
+    if child.size:
+        frame, r, c = _bone_samples(rows[:, parent], cols[:, parent], rows[:, child], cols[:, child])
+        flat[_square_pixels(frame, r, c, thickness // 2, size)] = BONE
+    frame = np.repeat(np.arange(n_frames), rows.shape[1])
+    flat[_square_pixels(frame, rows.ravel(), cols.ravel(), thickness + 1, size)] = JOINT
     return img
 
 
-def _dot(img: np.ndarray, r: float, c: float, color: tuple, radius: int) -> None:
-    h, w = img.shape[:2]
-    r0, r1 = int(max(r - radius, 0)), int(min(r + radius + 1, h))
-    c0, c1 = int(max(c - radius, 0)), int(min(c + radius + 1, w))
-    if r0 < r1 and c0 < c1:
-        img[r0:r1, c0:c1] = color
+def _bone_samples(r0: np.ndarray, c0: np.ndarray, r1: np.ndarray, c1: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, K) bone end points -> frame index, row and column of every sample along every bone.
+
+    Each bone gets ``floor(max(|dr|, |dc|)) + 1`` evenly spaced samples, computed exactly as np.linspace does.
+    """
+    n_frames = r0.shape[0]
+    r0, c0, r1, c1 = (a.ravel() for a in (r0, c0, r1, c1))
+    n = np.minimum(np.maximum(np.abs(r1 - r0), np.abs(c1 - c0)).astype(np.intp) + 1, MAX_BONE_SAMPLES)
+    seg = np.repeat(np.arange(n.size), n)
+    ends = np.cumsum(n)
+    k = np.arange(ends[-1]) - np.repeat(ends - n, n)
+    div = np.maximum(n - 1, 1)
+    r = r0[seg] + k * ((r1 - r0) / div)[seg]
+    c = c0[seg] + k * ((c1 - c0) / div)[seg]
+    last = ends[n > 1] - 1
+    r[last] = r1[n > 1]
+    c[last] = c1[n > 1]
+    frame = seg // (n.size // n_frames)
+    return frame, r, c
 
 
-def _line(img: np.ndarray, r0: float, c0: float, r1: float, c1: float, color: tuple, thickness: int) -> None:
-    n = int(max(abs(r1 - r0), abs(c1 - c0))) + 1
-    for r, c in zip(np.linspace(r0, r1, n), np.linspace(c0, c1, n)):
-        _dot(img, r, c, color, thickness // 2)
+def _square_pixels(frame: np.ndarray, r: np.ndarray, c: np.ndarray, radius: int, size: int) -> np.ndarray:
+    """Flat pixel indices (into (B * size * size, 3)) of the (2 radius + 1)^2 squares around the points.
+
+    A point at (r, c) covers rows floor(r) - radius .. floor(r) + radius (likewise columns), clipped.
+    """
+    offsets = np.arange(-radius, radius + 1)
+    rows = (np.floor(r).astype(np.intp)[:, None] + offsets)[:, :, None]  # (N, S, 1)
+    cols = (np.floor(c).astype(np.intp)[:, None] + offsets)[:, None, :]  # (N, 1, S)
+    inside = ((rows >= 0) & (rows < size)) & ((cols >= 0) & (cols < size))
+    index = (frame[:, None, None] * size + rows) * size + cols
+    return index[inside]
+
+
+def render_frames(skeleton: Skeleton, rotations: np.ndarray, size: int = 256,
+                  chunk: int = 64) -> Iterator[np.ndarray]:
+    """Yield one (size, size, 3) uint8 stick figure per frame of (T, J, 3) rotation vectors (radians).
+
+    The framing is fixed for the whole sequence (from the rest pose, see :func:`rest_framing`); forward
+    kinematics runs once for all frames, drawing ``chunk`` frames per vectorised call.
+    """
+    rotations = np.asarray(rotations, dtype=np.float64)
+    if rotations.ndim != 3 or rotations.shape[1:] != (skeleton.n_joints, 3):
+        raise ValueError(
+            f"rotations must be (T, {skeleton.n_joints}, 3) rotation vectors, got {rotations.shape}")
+    if size < 2:
+        raise ValueError(f"size must be at least 2 pixels, got {size}")
+    extent, center = rest_framing(skeleton)
+    positions = forward_kinematics(skeleton, rotvec_to_matrix(rotations))[0]
+    return _render_chunks(positions, skeleton.parents, size, extent, center, max(1, chunk))
+
+
+def _render_chunks(positions: np.ndarray, parents: tuple[int, ...], size: int, extent: float,
+                   center: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    for start in range(0, positions.shape[0], chunk):
+        yield from draw_poses(positions[start:start + chunk], parents, size, extent, center)

@@ -120,3 +120,16 @@ def gesture_dataset(trained_workspace):
     import minari
 
     return minari.load_dataset(result["id"]), result
+
+
+@pytest.fixture(scope="session")
+def agent_workspace(trained_workspace, gesture_dataset, tmp_path_factory) -> Path:
+    """``trained_workspace`` plus `tiny` racer-cql, bc and d3rlpy:DiscreteBC agents trained on ``gesture_dataset``."""
+    from racer_agents.train import agent_config_for, train_agent
+
+    ws = copy_workspace(trained_workspace, tmp_path_factory.mktemp("agents") / "W")
+    dataset_id = gesture_dataset[0].spec.dataset_id
+    for algo in ("racer-cql", "bc", "d3rlpy:DiscreteBC"):
+        train_agent(ws, agent_config_for("tiny", algo=algo, dataset=dataset_id, steps=6 if "d3rlpy" in algo else 20),
+                    progress=False)
+    return ws

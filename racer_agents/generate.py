@@ -1,0 +1,177 @@
+"""Speech in, gestures out: ``racer generate W --audio speech.wav`` and :func:`generate`.
+
+The agent rolls out the gesture MDP on the recording's speech features, greedily and autoregressively (GPT agents
+with a key/value cache and a sliding context), from the rest code a_0; the codes are decoded by the workspace's
+VQ-VAE in overlapping chunks (decode, Gaussian smoothing, de-normalise). Memory is bounded independently of the
+recording's length: the agent sees a bounded context and the decoder a bounded chunk.
+
+Documented behaviour for edge cases:
+  * silence (peak below 1e-4) -> the rest pose throughout (every code is the rest code);
+  * audio shorter than one code step (0.4 s) -> an error;
+  * any sample rate, stereo or mono -> resampled to the corpus's rate and averaged to mono;
+  * a trailing part shorter than one code step is dropped (motion covers whole code steps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from racer_agents.agent import Agent, GPTAgent, load_agent
+from racer_env.audio.features import SILENCE_PEAK, AudioError, AudioFeatureConfig, audio_features, load_audio
+from racer_env.corpus.store import Corpus
+from racer_env.envs.episode_data import AUDIO_BOUND, ClipData, observation
+from racer_env.vqvae.model import VQVAE
+from racer_env.vqvae.tokenize import decode_codes, load_vqvae
+from racer_env.workspace import Workspace
+
+DECODE_CHUNK = 256  # codes decoded at once
+DECODE_MARGIN = 4  # codes of context on each side of a chunk (the decoder's receptive field is ~3 codes)
+
+
+@dataclass
+class GenerationResult:
+    codes: np.ndarray  # (L,) one code per 0.4 s
+    rotations: np.ndarray  # (8L, J, 3) rotation vectors at fps
+    fps: float
+    joint_names: list[str]
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0  # compute time of codes + motion (files excluded)
+    silent: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.rotations) / self.fps
+
+    @property
+    def real_time_factor(self) -> float:
+        """Seconds of motion per second of compute."""
+        return self.duration_s / max(self.seconds, 1e-9)
+
+
+def prepare_audio(audio: str | Path | np.ndarray, sample_rate: int | None, target_rate: int) -> np.ndarray:
+    """A path, or an array (n,), (n, channels) or (channels, n) at ``sample_rate`` -> mono float32 at
+    ``target_rate``. Silent audio is returned as is (the caller decides); empty or non-finite audio is an error."""
+    if isinstance(audio, (str, Path)):
+        if sample_rate is not None:
+            raise ValueError("sample_rate is only for arrays; a file carries its own rate")
+        try:
+            return load_audio(audio, target_rate)
+        except AudioError as err:
+            if "silent" not in str(err):
+                raise
+            return _load_silent(audio, target_rate)
+    if sample_rate is None or sample_rate <= 0:
+        raise ValueError(f"an audio array needs its sample_rate (a positive integer), got {sample_rate!r}")
+    y = np.asarray(audio, dtype=np.float32)
+    if y.ndim == 2:
+        y = librosa.to_mono(y.T if y.shape[0] > y.shape[1] else y)  # channels are the shorter axis
+    if y.ndim != 1 or y.size == 0:
+        raise AudioError(f"audio array must be (samples,) or (samples, channels) and non-empty, got {y.shape}")
+    if not np.isfinite(y).all():
+        raise AudioError("audio array contains NaN or infinite samples")
+    return librosa.resample(y, orig_sr=sample_rate, target_sr=target_rate) if sample_rate != target_rate else y
+
+
+def _load_silent(path: str | Path, target_rate: int) -> np.ndarray:
+    return librosa.load(path, sr=target_rate, mono=True)[0]
+
+
+def rest_code(vqvae: VQVAE, frames_per_code: int = 8) -> int:
+    """The code of the corpus's mean pose (normalised motion = 0): a_0 at inference and the code of silence."""
+    device = next(vqvae.parameters()).device
+    zeros = torch.zeros(1, vqvae.cfg.in_channels, frames_per_code, device=device)
+    return int(vqvae.encode(zeros)[0, 0])
+
+
+def speech_clip(y: np.ndarray, corpus: Corpus) -> ClipData:
+    """The recording as the environment's clip data (codes unknown), whole code steps only."""
+    cfg = AudioFeatureConfig(**corpus.manifest["audio_features"])
+    fpc = corpus.frames_per_code
+    feats = audio_features(y, cfg)
+    n_codes = len(feats) // fpc
+    if n_codes < 1:
+        raise AudioError(f"audio of {len(y) / cfg.sample_rate:.2f} s is shorter than one code step "
+                         f"({fpc / corpus.fps:.2f} s)")
+    feats = feats[:n_codes * fpc]
+    norm = np.clip(corpus.stats.normalise_audio(feats), -AUDIO_BOUND, AUDIO_BOUND).astype(np.float32)
+    return ClipData("generated", np.zeros(n_codes, dtype=np.int64), feats, norm.reshape(n_codes, fpc, -1))
+
+
+def rollout_codes(agent: Agent, clip: ClipData, first_code: int, progress: bool = True) -> np.ndarray:
+    """Greedy codes for every code step of ``clip``; the agent sees a bounded history."""
+    obs_cfg = agent.obs_cfg if isinstance(agent, GPTAgent) else None
+    history_len = obs_cfg.history if obs_cfg else 8
+    codes = np.empty(clip.n_codes, dtype=np.int64)
+    codes[0] = first_code
+    recent: deque = deque([first_code], maxlen=history_len)
+    agent.reset()
+    for t in tqdm(range(1, clip.n_codes), desc="gestures", unit="code", disable=not progress):
+        hist = np.fromiter(recent, dtype=np.int64)
+        obs = observation(clip, t - len(hist), hist, obs_cfg or _default_obs(), agent.n_codes)
+        codes[t] = agent.act(obs)
+        recent.append(int(codes[t]))
+    return codes
+
+
+def _default_obs():
+    from racer_env.envs.episode_data import ObservationConfig
+
+    return ObservationConfig()
+
+
+def decode_long(vqvae: VQVAE, codes: np.ndarray, corpus: Corpus) -> np.ndarray:
+    """(L,) codes -> (8L, J, 3) rotations, decoded in overlapping chunks so memory does not grow with L."""
+    fpc = corpus.frames_per_code
+    out = []
+    for a in range(0, len(codes), DECODE_CHUNK):
+        b = min(a + DECODE_CHUNK, len(codes))
+        lo, hi = max(a - DECODE_MARGIN, 0), min(b + DECODE_MARGIN, len(codes))
+        rot = decode_codes(vqvae, codes[lo:hi], corpus.stats)  # (8 (hi-lo), J, 3)
+        out.append(rot[(a - lo) * fpc:(b - lo) * fpc])
+    return np.concatenate(out)
+
+
+def generate(workspace: str | Workspace, audio: str | Path | np.ndarray, sample_rate: int | None = None,
+             agent: str | Agent | None = None, out_dir: str | Path | None = None,
+             formats: tuple[str, ...] = ("npz", "bvh", "mp4"), device: str = "cpu",
+             progress: bool = True) -> GenerationResult:
+    """Gestures for a speech recording (a path, or an array with its sample rate); writes ``formats`` to
+    ``out_dir`` (default ``W/generated/<name>/``) unless ``formats`` is empty."""
+    from racer_env.export import write_outputs
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    corpus = Corpus.load(ws)
+    rate = int(corpus.manifest["audio_features"]["sample_rate"])
+    y = prepare_audio(audio, sample_rate, rate)
+    vqvae, _, _ = load_vqvae(ws, corpus, device)
+    the_agent = agent if isinstance(agent, Agent) else load_agent(ws, agent, device)
+    start = time.perf_counter()
+    silent = bool(np.abs(y).max(initial=0.0) < SILENCE_PEAK)
+    n_codes = (len(y) * corpus.fps // rate) // corpus.frames_per_code
+    if n_codes < 1:
+        raise AudioError(f"audio of {len(y) / rate:.2f} s is shorter than one code step "
+                         f"({corpus.frames_per_code / corpus.fps:.2f} s)")
+    rest = rest_code(vqvae, corpus.frames_per_code)
+    if silent:
+        codes = np.full(int(n_codes), rest, dtype=np.int64)
+    else:
+        codes = rollout_codes(the_agent, speech_clip(y, corpus), rest, progress)
+    rotations = decode_long(vqvae, codes, corpus)
+    result = GenerationResult(codes, rotations, corpus.fps, corpus.joint_names, seconds=time.perf_counter() - start,
+                              silent=silent)
+    if formats:
+        stem = Path(audio).stem if isinstance(audio, (str, Path)) else "generated"
+        out = Path(out_dir) if out_dir is not None else ws.root / "generated" / stem
+        out.mkdir(parents=True, exist_ok=True)
+        result.files = write_outputs(out, stem, rotations, corpus.skeleton, corpus.fps, audio=y, sample_rate=rate,
+                                     formats=tuple(formats), progress=progress, codes=codes,
+                                     agent=np.array(the_agent.name))
+    return result

@@ -1,0 +1,240 @@
+"""Writers for generated motion: numpy archives, BVH files and stick-figure videos with the speech.
+
+Every writer is atomic: it writes to a temporary file in the destination's directory and renames it into
+place, so on any error nothing (neither a partial file nor a temporary one) is left behind.
+
+* ``.npz`` (:func:`write_npz`): ``rotations`` (T, J, 3) local joint rotations as rotation vectors in
+  radians, ``positions`` (T, J, 3) global joint positions in millimetres by forward kinematics (the root
+  at its rest offset), ``fps`` (a scalar) and ``joint_names`` (J,) strings, plus any extra arrays given
+  (e.g. ``codes``, the gesture codes the motion was decoded from). Loads without ``allow_pickle``.
+* ``.bvh`` (:func:`write_motion_bvh`): the motion on the given skeleton, each joint's rotation as Euler
+  angles in its own channel order; position channels hold the rest offsets.
+* ``.mp4`` (:func:`write_video`): a front-view stick figure (H.264, yuv420p) at the motion's frame rate,
+  with the speech as AAC when audio is given. Frames are streamed into the ffmpeg binary shipped by
+  ``imageio-ffmpeg`` (no system ffmpeg needed), never all held in memory.
+
+:func:`write_outputs` writes any of the three for one generated clip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from racer_env.motion.bvh import Bvh, write_bvh
+from racer_env.motion.rotations import rotvec_to_matrix
+from racer_env.motion.skeleton import Skeleton, forward_kinematics
+from racer_env.render import BACKGROUND, render_frames
+
+FORMATS = ("npz", "bvh", "mp4")
+NPZ_KEYS = ("rotations", "positions", "fps", "joint_names")
+#: Characters of ffmpeg's stderr quoted in the error when it fails.
+STDERR_TAIL = 2000
+
+
+# -- shared helpers ----------------------------------------------------------------------------------------
+def _check_motion(rotations: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndarray:
+    """(T, J, 3) finite rotation vectors as float64, with a positive fps; else a ValueError."""
+    rot = np.asarray(rotations, dtype=np.float64)
+    if rot.ndim != 3 or rot.shape[0] < 1 or rot.shape[1:] != (skeleton.n_joints, 3):
+        raise ValueError(
+            f"rotations must be (T >= 1, {skeleton.n_joints}, 3) rotation vectors, got {rot.shape}")
+    if not np.isfinite(rot).all():
+        raise ValueError("rotations contain NaN or infinite values")
+    if not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be positive, got {fps}")
+    return rot
+
+
+@contextmanager
+def _temporary_beside(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A fresh temporary file name in ``path``'s directory, removed on exit if it still exists."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the user's usual permissions
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _atomic_target(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds it is renamed to ``path``."""
+    path = Path(path)
+    with _temporary_beside(path, suffix) as tmp:
+        yield tmp
+        os.replace(tmp, path)
+
+
+# -- npz ---------------------------------------------------------------------------------------------------
+def write_npz(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton, fps: float,
+              **extra: np.ndarray) -> Path:
+    """Write rotations, FK positions (mm), fps, joint names and ``extra`` arrays to ``path``; returns it."""
+    rot = _check_motion(rotations, skeleton, fps)
+    clash = sorted(set(extra) & set(NPZ_KEYS))
+    if clash:
+        raise ValueError(f"extra arrays may not be named {clash}: those keys are written by write_npz")
+    positions = forward_kinematics(skeleton, rotvec_to_matrix(rot))[0]
+    arrays = {"rotations": rot, "positions": positions, "fps": np.float64(fps),
+              "joint_names": np.array(skeleton.names, dtype=str),
+              **{k: np.asarray(v) for k, v in extra.items()}}
+    with _atomic_target(path, ".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return Path(path)
+
+
+# -- bvh ---------------------------------------------------------------------------------------------------
+def write_motion_bvh(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton, fps: float) -> Path:
+    """Write the motion as BVH on ``skeleton`` (root position channels at its rest offset); returns it."""
+    rot = _check_motion(rotations, skeleton, fps)
+    return write_bvh(path, Bvh.from_rotations(skeleton, rotvec_to_matrix(rot), fps))
+
+
+# -- mp4 ---------------------------------------------------------------------------------------------------
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary shipped in the imageio-ffmpeg wheel (or $IMAGEIO_FFMPEG_EXE when set)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM wav of (N,) or (N, channels) audio; floats are taken in [-1, 1] and clipped."""
+    import soundfile as sf
+
+    data = np.asarray(audio)
+    if data.ndim not in (1, 2) or data.shape[0] == 0:
+        raise ValueError(
+            f"audio must be (samples,) or (samples, channels) with samples > 0, got {data.shape}")
+    if data.dtype.kind == "f":
+        if not np.isfinite(data).all():
+            raise ValueError("audio contains NaN or infinite samples")
+        data = np.clip(data, -1.0, 1.0)
+    elif data.dtype != np.int16:
+        raise ValueError(f"audio must be float (in [-1, 1]) or int16, got {data.dtype}")
+    sf.write(str(path), data, int(sample_rate), subtype="PCM_16", format="WAV")
+
+
+def _ffmpeg_command(exe: str, size: int, fps: float, wav: Path | None, out: Path) -> list[str]:
+    """Raw rgb24 frames on stdin (+ a wav) -> H.264/yuv420p (+ AAC) mp4, padded to even dimensions."""
+    pad_color = "0x" + "".join(f"{v:02X}" for v in BACKGROUND)
+    cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size}x{size}", "-r", repr(float(fps)),
+           "-i", "pipe:0"]
+    if wav is not None:
+        cmd += ["-i", str(wav)]
+    cmd += ["-map", "0:v:0", "-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color={pad_color}",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "20"]
+    if wav is not None:
+        cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
+    return cmd + ["-movflags", "+faststart", "-f", "mp4", str(out)]
+
+
+def _stderr_tail(stderr: IO[bytes]) -> str:
+    stderr.seek(0)
+    return stderr.read().decode("utf-8", errors="replace")[-STDERR_TAIL:].strip()
+
+
+def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray]) -> None:
+    """Run ffmpeg, writing ``frames`` to its stdin; a RuntimeError with its stderr tail if it fails."""
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+        except OSError as err:
+            raise RuntimeError(f"cannot run ffmpeg ({cmd[0]}): {err}") from None
+        try:
+            for frame in frames:
+                proc.stdin.write(np.ascontiguousarray(frame).data)
+        except BrokenPipeError:
+            pass  # ffmpeg exited early; its exit status and stderr say why
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            proc.wait()
+        if proc.returncode != 0:
+            tail = _stderr_tail(stderr) or "(no output)"
+            raise RuntimeError(f"ffmpeg failed (exit status {proc.returncode}): {tail}")
+
+
+def write_video(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton, fps: float,
+                audio: np.ndarray | None = None, sample_rate: int | None = None, size: int = 256,
+                progress: bool = True) -> Path:
+    """Write a stick-figure mp4 of the motion at ``fps`` with ``audio`` (if given) muxed in; returns the path.
+
+    The video is ``size`` x ``size`` (rounded up to even), H.264 in yuv420p; the audio is AAC and the
+    output stops at the shorter of the two streams. Raises RuntimeError (with ffmpeg's stderr) if ffmpeg
+    fails, leaving no output.
+    """
+    from tqdm.auto import tqdm
+
+    rot = _check_motion(rotations, skeleton, fps)
+    if int(size) != size or size < 16:
+        raise ValueError(f"size must be an integer of at least 16 pixels, got {size}")
+    if audio is not None and not (sample_rate and sample_rate > 0):
+        raise ValueError(f"sample_rate must be a positive integer when audio is given, got {sample_rate}")
+    path = Path(path)
+    frames = tqdm(render_frames(skeleton, rot, int(size)), total=rot.shape[0], unit="frame",
+                  desc=f"video {path.name}", disable=not progress, leave=False)
+    with _atomic_target(path, ".mp4") as tmp:
+        if audio is None:
+            _pipe_frames(_ffmpeg_command(ffmpeg_exe(), int(size), fps, None, tmp), frames)
+        else:
+            with _temporary_beside(path, ".wav") as wav:
+                _write_wav(wav, audio, int(sample_rate))
+                _pipe_frames(_ffmpeg_command(ffmpeg_exe(), int(size), fps, wav, tmp), frames)
+    return path
+
+
+# -- all formats -------------------------------------------------------------------------------------------
+def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+    """Normalised (lower case, no dot, no repeats) formats; a ValueError names any unknown one."""
+    if isinstance(formats, str):
+        formats = (formats,)
+    wanted = tuple(dict.fromkeys(str(f).strip().lstrip(".").lower() for f in formats))
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown output format(s) {unknown}; choose from {list(FORMATS)}")
+    if not wanted:
+        raise ValueError(f"no output format given; choose from {list(FORMATS)}")
+    return wanted
+
+
+def write_outputs(out_dir: str | os.PathLike, stem: str, rotations: np.ndarray, skeleton: Skeleton,
+                  fps: float, audio: np.ndarray | None = None, sample_rate: int | None = None,
+                  formats: Iterable[str] = FORMATS, progress: bool = True,
+                  **extra: np.ndarray) -> dict[str, Path]:
+    """Write ``out_dir/stem.{npz,bvh,mp4}`` (those in ``formats``); returns {format: path}.
+
+    ``extra`` arrays go into the npz only; ``audio`` (at ``sample_rate``) into the mp4 only.
+    """
+    wanted = check_formats(formats)
+    _check_motion(rotations, skeleton, fps)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for fmt in wanted:
+        target = out_dir / f"{stem}.{fmt}"
+        if fmt == "npz":
+            written[fmt] = write_npz(target, rotations, skeleton, fps, **extra)
+        elif fmt == "bvh":
+            written[fmt] = write_motion_bvh(target, rotations, skeleton, fps)
+        else:
+            written[fmt] = write_video(target, rotations, skeleton, fps, audio, sample_rate,
+                                       progress=progress)
+    return written
