@@ -7,13 +7,15 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 WORKSPACE ?= workspace
 TORCH_SPEC ?= torch==2.13.0
+# e.g. https://download.pytorch.org/whl/cpu on machines where PyPI's default torch build carries CUDA
+TORCH_INDEX ?=
 
 .PHONY: install demo test clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -e ".[test]"
 	touch $@
 

@@ -26,7 +26,7 @@ import torch
 
 from racer_env.cli import main as racer
 from racer_env.vqvae.model import VQVAE
-from racer_env.vqvae.train import reconstruction_losses
+from racer_env.vqvae.train import VQVAETrainConfig, vqvae_loss
 
 
 def run(*argv: str) -> tuple[str, float]:
@@ -50,9 +50,7 @@ def paper_step_seconds(steps: int = 3, batch: int = 64, frames: int = 120, joint
     times = []
     for i in range(steps + 1):
         start = time.perf_counter()
-        x_hat, _, codebook_loss, commitment = model(x)
-        parts = reconstruction_losses(x_hat, x)
-        loss = parts["rec"] + parts["vel"] + parts["acc"] + codebook_loss + 0.1 * commitment
+        loss, _, _ = vqvae_loss(model, x, VQVAETrainConfig().commitment)
         opt.zero_grad()
         loss.backward()
         opt.step()

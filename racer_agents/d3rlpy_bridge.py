@@ -54,6 +54,15 @@ def minari_to_mdp_dataset(dataset, n_codes: int | None = None) -> d3rlpy.dataset
     )
 
 
+def _code_indices(codes: torch.Tensor, n_codes: int) -> torch.Tensor:
+    """d3rlpy casts every observation to float32: back to indices, refusing codes outside 0..N (N = pad)."""
+    idx = codes.long()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) > n_codes):
+        raise ValueError(f"code observation outside 0..{n_codes}: the encoder factory's n_codes ({n_codes}) must be "
+                         f"the dataset's codebook size")
+    return idx
+
+
 class GestureEncoder(nn.Module):
     """(audio (B, K, 8, F), codes (B, C)) -> (B, feature_size).
 
@@ -72,8 +81,7 @@ class GestureEncoder(nn.Module):
     def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
         audio, codes = x
         a = self.audio_step(audio.flatten(2))  # (B, K, hidden)
-        # d3rlpy casts every observation to float32; the clamp guards its shape probe, which feeds torch.rand
-        c = self.code_embedding(codes.long().clamp(0, self.code_embedding.num_embeddings - 1))  # (B, C, E)
+        c = self.code_embedding(_code_indices(codes, self.code_embedding.num_embeddings - 1))  # (B, C, E)
         return self.mlp(torch.cat([a.flatten(1), c.flatten(1)], dim=1))
 
 
@@ -136,7 +144,7 @@ class GPTObservationEncoder(nn.Module):
         steps = self.past + 1
         tokens = torch.stack([audio[:, j:j + 1 + self.lookahead].flatten(1) for j in range(steps)], 1)  # (B, S, D)
         n = self.gpt.cfg.n_codes
-        prev = codes[:, -steps:].long().clamp(0, n)  # (B, S): the newest code before each of those steps
+        prev = _code_indices(codes[:, -steps:], n)  # (B, S): the newest code before each of those steps
         return self.gpt.features(tokens, prev)[:, -1]
 
 

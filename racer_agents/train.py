@@ -26,7 +26,7 @@ from racer_agents.segments import Segments, load_segments, observation_config
 from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import DATASET_NAME, ID_PATTERN, default_dataset_id, minari_root
-from racer_env.training import StageRun, resolve_device, step_rng
+from racer_env.training import StageRun, resolve_device, step_rng, weight_settings
 from racer_env.workspace import Workspace, sha256_json, write_json_atomic
 
 GROUND_TRUTH = 0  # index of "ground_truth" in the dataset's sources
@@ -126,7 +126,8 @@ def train_agent(workspace: str | Workspace, config: AgentTrainConfig = AgentTrai
 
 def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gpt_cfg: GPTConfig, extra: dict,
                resume: bool, force: bool, device: str, progress: bool, stop_after: int | None) -> dict:
-    run = StageRun(directory, "agent", {k: extra[k] for k in ("train", "gpt", "dataset_inputs_sha256")})
+    run = StageRun(directory, "agent", {"train": weight_settings(config), "gpt": extra["gpt"],
+                                        "dataset": extra["dataset_inputs_sha256"]})
     if run.is_current() and not force and not resume:
         return {"skipped": True, "model": str(run.model_path)}
     if config.algo == "bc":
@@ -188,7 +189,8 @@ def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: G
 
     from racer_agents.d3rlpy_bridge import GPTEncoderFactory, algo_config, minari_to_mdp_dataset
 
-    identity = sha256_json({k: extra[k] for k in ("train", "gpt", "dataset_inputs_sha256")})
+    identity = sha256_json({"train": weight_settings(config), "gpt": extra["gpt"],
+                            "dataset": extra["dataset_inputs_sha256"]})
     meta_path = directory / "meta.json"
     if meta_path.is_file() and json.loads(meta_path.read_text()).get("identity_sha256") == identity and not force:
         return {"skipped": True, "model": str(directory / "model.d3")}

@@ -85,7 +85,8 @@ def load_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict, dict, str
 
 
 def check_corpus_match(meta: dict, corpus, path: str | os.PathLike) -> None:
-    """Refuse a checkpoint whose joints, frame rate or audio features differ from the workspace corpus."""
+    """Refuse a checkpoint whose joints, frame rate or audio features differ from the workspace corpus, or that
+    was trained on other corpus content (it would normalise with statistics it was not trained with)."""
     want = {"n_joints": corpus.n_joints, "fps": corpus.fps, "frames_per_code": corpus.frames_per_code,
             "n_audio_features": corpus.n_audio_features}
     have = {k: meta.get("corpus", {}).get(k) for k in want}
@@ -95,6 +96,12 @@ def check_corpus_match(meta: dict, corpus, path: str | os.PathLike) -> None:
             f"{path} was made for a corpus with {have['n_joints']} joints at {have['fps']} fps, but "
             f"{corpus.directory} has {want['n_joints']} joints at {want['fps']} fps ({diffs}); "
             f"retrain on this workspace"
+        )
+    trained_on = meta.get("corpus", {}).get("content_sha256")
+    if trained_on != corpus.checksum:
+        raise CheckpointError(
+            f"{path} is stale: it was trained on corpus {str(trained_on)[:12]}, but {corpus.directory} now holds "
+            f"corpus {corpus.checksum[:12]} (its clips, splits or normalisation changed); retrain this stage"
         )
 
 

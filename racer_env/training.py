@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,14 @@ import torch
 
 from racer_env.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from racer_env.workspace import sha256_json
+
+#: training settings that do not change the weights, left out of a run's identity.
+BOOKKEEPING = ("checkpoint_every", "log_every")
+
+
+def weight_settings(config) -> dict:
+    """A training config as a dict without its bookkeeping fields (the part that defines the weights)."""
+    return {k: v for k, v in asdict(config).items() if k not in BOOKKEEPING}
 
 
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -90,8 +98,17 @@ class StageRun:
         """Drop log lines written after the checkpoint, so a resumed log reads like an uninterrupted one."""
         if not self.metrics_path.is_file():
             return
-        lines = [ln for ln in self.metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        self.metrics_path.write_text("".join(ln + "\n" for ln in lines))
+        kept = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by the crash that made the resume necessary
+            if row["step"] <= step:
+                kept.append(line)
+        tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.tmp{os.getpid()}")
+        tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+        os.replace(tmp, self.metrics_path)
 
     def meta(self, step: int, extra: dict) -> dict:
         return {"kind": self.kind, "identity": self.identity, "identity_sha256": self.identity_sha,

@@ -43,16 +43,18 @@ def test_ogg_at_22k_and_stereo_flac_at_44k_are_resampled_to_mono(tmp_path):
     assert corr > 0.99
 
 
-def test_onset_strength_peaks_at_clicks():
-    sr, fps = CFG.sample_rate, CFG.fps
+def test_onset_strength_peaks_in_the_frame_of_the_click_like_the_other_columns():
+    sr = CFG.sample_rate
     y = 1e-3 * np.random.default_rng(0).normal(size=sr * 4).astype(np.float32)
-    clicks = [1.0, 2.0, 3.0]
-    for t in clicks:
-        i = int(t * sr)
+    clicks = [20, 40, 60]  # feature frames; each click starts mid-frame
+    for frame in clicks:
+        i = frame * CFG.hop_length + CFG.hop_length // 2
         y[i:i + 800] += np.hanning(800).astype(np.float32) * np.sin(np.arange(800) * 0.3)
-    onset = audio_features(y, CFG)[:, CFG.n_mels]
-    peaks = np.argsort(onset)[-3:]
-    assert sorted(np.round(peaks / fps).tolist()) == clicks
+    feats = audio_features(y, CFG)
+    onset, loudness, rms = feats[:, CFG.n_mels], feats[:, :CFG.n_mels].mean(1), feats[:, CFG.n_mels + 1]
+    assert sorted(np.argsort(onset)[-3:].tolist()) == clicks  # the exact frame, not one late
+    assert sorted((np.argsort(np.diff(loudness))[-3:] + 1).tolist()) == clicks
+    assert sorted((np.argsort(np.diff(rms))[-3:] + 1).tolist()) == clicks
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -100,10 +100,15 @@ def test_a_failed_build_leaves_nothing(trained_workspace, monkeypatch):
 
 
 def test_policy_rollouts_and_cli(trained_workspace, capsys):
-    result = build_dataset(trained_workspace, "racer/tiny/policy-v0", AugmentConfig(segment_codes=6, stride=6,
-                                                                                   augment=0),
-                           policy=lambda obs: int(obs["codes"][-1]), progress=False)
+    no_aug = AugmentConfig(segment_codes=6, stride=6, augment=0)
+    result = build_dataset(trained_workspace, "racer/tiny/policy-v0", no_aug, policy=lambda obs: int(obs["codes"][-1]),
+                           policy_id="repeat-last", progress=False)
     assert result["sources"] == {"ground_truth": result["episodes"] // 2, "policy": result["episodes"] // 2}
+    with pytest.raises(DatasetError, match="never overwritten"):  # another policy is another dataset
+        build_dataset(trained_workspace, "racer/tiny/policy-v0", no_aug, policy=lambda obs: 0, policy_id="zeros",
+                      progress=False)
+    with pytest.raises(ValueError, match="policy_id"):
+        build_dataset(trained_workspace, "racer/tiny/policy-v1", no_aug, policy=lambda obs: 0, progress=False)
     assert main(["dataset", "build", str(trained_workspace), "--id", "racer/tiny/cli-v0", "--segment-codes", "6",
                  "--augment", "1", "--quiet"]) == 0
     assert "racer/tiny/cli-v0" in capsys.readouterr().out

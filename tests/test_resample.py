@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from racer_env.motion.resample import resample_linear, resample_rotations, resample_times
+from racer_env.motion.resample import resample_rotations, resample_times
 from racer_env.motion.rotations import angle_between, euler_to_matrix, rotvec_to_matrix
 
 
@@ -32,8 +32,3 @@ def test_wrap_around_is_interpolated_the_short_way():
     rots = euler_to_matrix(np.array([[170.0, 0, 0], [-170.0, 0, 0]]), "ZXY")[:, None]  # (2, 1, 3, 3)
     out = resample_rotations(rots, 2.0, 4.0)  # frames at 0, 0.25 s (the midpoint)
     assert angle_between(out[1, 0], euler_to_matrix(np.array([180.0, 0, 0]), "ZXY")) < 1e-4
-
-
-def test_linear_resampling_of_positions():
-    pos = np.stack([np.arange(7.0), np.zeros(7), np.zeros(7)], 1)  # 1 unit per frame at 60 fps
-    np.testing.assert_allclose(resample_linear(pos, 60, 20)[:, 0], [0, 3, 6])

@@ -28,7 +28,8 @@ def test_info_nce_by_hand():
     em, ea = model.motion_encoder(m), model.audio_encoder(a)
     np.testing.assert_allclose(logits.detach(), (em @ ea.t() / 0.07).detach(), rtol=1e-4)
     expected = 0.5 * (F.cross_entropy(logits, torch.arange(5)) + F.cross_entropy(logits.t(), torch.arange(5)))
-    assert model.info_nce(m, a).item() == pytest.approx(expected.item())
+    loss, returned = model.info_nce(m, a)
+    assert loss.item() == pytest.approx(expected.item()) and torch.equal(returned, logits)
 
 
 def test_scores_are_cosines_for_any_length_and_see_timing():

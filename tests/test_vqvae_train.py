@@ -118,3 +118,30 @@ def test_checkpoint_records_config_seed_and_corpus(trained_workspace):
     corpus = Corpus.load(trained_workspace)
     assert meta["corpus"] == corpus_meta(corpus) and meta["seed"] == 0
     assert meta["train"]["preset"] == "tiny" and meta["arch"]["n_joints"] == 16 and len(checksum) == 64
+
+
+def test_resume_survives_a_torn_log_line_and_drops_lines_past_the_checkpoint(tiny_workspace, tmp_path):
+    a = copy_workspace(tiny_workspace, tmp_path / "A")
+    b = copy_workspace(tiny_workspace, tmp_path / "B")
+    train_vqvae(a, TINY, progress=False)
+    train_vqvae(b, TINY, progress=False, stop_after=5)  # checkpoint at step 5
+    with open(b / "vqvae" / "metrics.jsonl", "a") as f:  # a crash after more logging, mid-line
+        f.write('{"step": 10, "losses/total": 1.0}\n{"step": 15, "losses/tot')
+    train_vqvae(b, TINY, progress=False, resume=True)
+    assert (a / "vqvae" / "metrics.jsonl").read_text() == (b / "vqvae" / "metrics.jsonl").read_text()
+
+
+def test_models_of_an_older_corpus_are_refused_as_stale(trained_workspace, tmp_path):
+    from racer_env.corpus.build import synth_corpus
+    from racer_env.corpus.importer import ImportConfig
+
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    synth_corpus(ws, minutes=1.0, speakers=1, seed=0, clip_seconds=10.0, config=ImportConfig(seed=5), workers=1,
+                 progress=False)  # same clips, other splits -> other statistics
+    with pytest.raises(CheckpointError, match="stale"):
+        load_vqvae(ws)
+
+
+def test_bookkeeping_settings_do_not_retrain(trained_workspace, tmp_path):
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    assert train_vqvae(ws, train_config_for("tiny", checkpoint_every=3, log_every=2), progress=False)["skipped"]

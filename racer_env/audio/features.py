@@ -99,7 +99,10 @@ def audio_features(y: np.ndarray, config: AudioFeatureConfig = AudioFeatureConfi
         fmin=config.fmin, fmax=config.fmax,
     )  # (n_mels, 1 + n // hop), frame t centred on sample t * hop
     logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
-    onset = librosa.onset.onset_strength(S=logmel, sr=config.sample_rate, hop_length=hop)  # (1 + n // hop,)
+    # n_fft matters: librosa shifts the envelope by n_fft // (2 hop) frames to centre it, and its default (2048)
+    # would put onsets one frame late relative to the log-mel and RMS columns
+    onset = librosa.onset.onset_strength(S=logmel, sr=config.sample_rate, hop_length=hop,
+                                         n_fft=config.n_fft)  # (1 + n // hop,)
     rms = librosa.feature.rms(y=y, frame_length=config.n_fft, hop_length=hop)[0]
     # Frame t owns samples [t*hop, (t+1)*hop): take the analysis frame centred in that span, i.e. the
     # mean of centred frames t and t+1, so that feature frame t never looks past (t+1)*hop + n_fft/2.

@@ -55,9 +55,8 @@ def synth_corpus(
             write_json_atomic(tmp / "params.json", {"params": params, "files": files})
     if (ws.corpus / "manifest.json").is_file() and not force:
         try:
-            from_synth = Corpus(ws.corpus).manifest.get("source", {}).get("kind") == "synth"
+            force = Corpus(ws.corpus).manifest.get("source", {}).get("kind") == "synth"
         except CorpusError:
-            from_synth = False
-        force = from_synth
+            pass  # unreadable: import_corpus says so and asks for --force
     return import_corpus(ws.synth, ws, config, force=force, workers=workers, progress=progress,
                          source_info={"kind": "synth", "params": params})

@@ -184,14 +184,17 @@ def import_corpus(
     sources = [[p.clip_id, sha256_file(p.wav), sha256_file(p.bvh)] for p in pairs]
     inputs_sha = sha256_json({"config": config.to_dict(), "sources": sources, "format": FORMAT_VERSION})
     if (ws.corpus / "manifest.json").is_file():
-        existing = Corpus(ws.corpus)
-        if existing.manifest.get("inputs_sha256") == inputs_sha:
+        try:
+            existing = Corpus(ws.corpus)
+        except CorpusError as err:
+            if not force:
+                raise CorpusError(f"{err}; pass --force to replace it") from None
+            existing = None  # unreadable: replaced below
+        if existing is not None and existing.manifest.get("inputs_sha256") == inputs_sha:
             return ImportResult(existing, True, existing.manifest.get("reports", {}))
-        if not force:
-            raise CorpusError(
-                f"{ws.corpus}: a corpus built from other sources or settings is already there; "
-                f"pass --force to replace it"
-            )
+        if existing is not None and not force:
+            raise CorpusError(f"{ws.corpus}: a corpus built from other sources or settings is already there; "
+                              f"pass --force to replace it")
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(pairs)))
     jobs = [(p, config) for p in pairs]
@@ -249,7 +252,9 @@ def _write_corpus(
             "source": {"wav": str(pair.wav), "wav_sha256": sha256_file(pair.wav),
                        "bvh": str(pair.bvh), "bvh_sha256": sha256_file(pair.bvh)},
         })
-    train = [r for p, r in zip(pairs, results) if p.clip_id in set(splits["train"])] or results
+    train = [r for p, r in zip(pairs, results) if p.clip_id in set(splits["train"])]
+    if not train:
+        raise CorpusError("no clip is left for the training split; lower --valid-frac/--test-frac or add clips")
     stats = NormStats.from_arrays([r["rotations"].reshape(len(r["rotations"]), -1) for r in train],
                                   [r["audio"] for r in train])
     stats.save(out / "stats.npz")

@@ -21,7 +21,7 @@ import numpy as np
 from racer_env.motion.skeleton import Skeleton
 from racer_env.workspace import Workspace, sha256_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: onset strength aligned with the log-mel frames
 SPLITS = ("train", "valid", "test")
 #: standard deviation floor used for normalisation, so near-constant channels (a joint that never
 #: moves in the corpus) are not blown up into noise.

@@ -115,16 +115,23 @@ def build_dataset(
     config: AugmentConfig | None = None,
     obs_config: ObservationConfig | None = None,
     policy: Callable[[dict], int] | None = None,
+    policy_id: str | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Build (or reuse) the workspace's Minari dataset; returns a summary with its id and figures."""
+    """Build (or reuse) the workspace's Minari dataset; returns a summary with its id and figures.
+
+    ``policy`` adds one rollout per ground-truth segment; ``policy_id`` (required with it, e.g. an agent's
+    checksum) identifies it, so a dataset of another policy is never mistaken for this one.
+    """
+    if (policy is None) != (policy_id is None):
+        raise ValueError("policy and policy_id go together: pass both (policy_id names the policy) or neither")
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config, obs_config = config or AugmentConfig(), obs_config or ObservationConfig()
     start_time = time.perf_counter()
     data = load_env_data(str(ws.root), device)
     inputs = {"augment": asdict(config), "observation": asdict(obs_config), "corpus": data.corpus_sha256,
-              "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256, "policy": policy is not None}
+              "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256, "policy": policy_id}
     inputs_sha = sha256_json(inputs)
     with minari_root(ws) as root:
         dataset_id, current = resolve_id(dataset_id, default_dataset_id(ws), inputs_sha)

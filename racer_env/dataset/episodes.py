@@ -111,7 +111,10 @@ def _augment(kind: str, data: EnvData, clip_id: str, start: int, gt: np.ndarray,
         codes = data.clips[clip_id].codes
         idx = np.clip(np.arange(start + 1, start + 1 + len(gt)) + rng.choice(SHIFTS), 0, len(codes) - 1)
         return codes[idx].copy()
-    others = [s for s in segments if s[0] != clip_id] or segments
+    others = [s for s in segments if s[0] != clip_id]
+    if not others:
+        raise ValueError("codes_from_other_clip needs at least two training clips with segments; use --augment 3 "
+                         "or a larger corpus")
     other_clip, other_start = others[int(rng.integers(len(others)))]
     return data.clips[other_clip].codes[other_start + 1:other_start + 1 + len(gt)].copy()
 

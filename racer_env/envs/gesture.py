@@ -52,6 +52,8 @@ def choose_episode(data, options: dict, rng: np.random.Generator, split: str,
         clip_id = long_enough[int(rng.integers(len(long_enough)))]
         n = data.clips[clip_id].n_codes
     last_start = n - 1 - (h or 1)
+    if last_start < 0:
+        raise ValueError(f"clip {clip_id!r} has {n} code steps; an episode of segment_codes={h} needs {(h or 1) + 1}")
     start = int(options["start"]) if "start" in options else (0 if h is None else int(rng.integers(last_start + 1)))
     if not 0 <= start <= last_start:
         raise ValueError(f"start {start} is out of range for clip {clip_id!r} of {n} code steps with "

@@ -57,7 +57,11 @@ class Bvh:
 
     @property
     def fps(self) -> float:
-        return 1.0 / self.frame_time
+        """Frames per second; snapped to the nearest whole rate when within 0.1 % of it (files print the frame
+        time rounded: 'Frame Time: .0083333' is 120 fps, not 120.0005)."""
+        rate = 1.0 / self.frame_time
+        whole = round(rate)
+        return float(whole) if whole > 0 and abs(rate - whole) / whole < 1e-3 else rate
 
     def _channel_columns(self) -> tuple[list[list[int]], list[dict[str, int]]]:
         """Per joint: the columns of its rotation channels (in order) and of its position channels."""

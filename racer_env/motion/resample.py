@@ -28,14 +28,3 @@ def resample_rotations(local_rotations: np.ndarray, src_fps: float, dst_fps: flo
     alpha = (pos - i0)[:, None]  # (T', 1) broadcast over joints
     quats = matrix_to_quat(rots)  # (T, J, 4)
     return quat_to_matrix(slerp_quats(quats[i0], quats[i1], alpha))
-
-
-def resample_linear(values: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """(T, ...) vector data (e.g. root positions) linearly interpolated to ``dst_fps`` along axis 0."""
-    vals = np.asarray(values, dtype=np.float64)
-    n = vals.shape[0]
-    pos = resample_times(n, src_fps, dst_fps) * src_fps
-    i0 = np.minimum(np.floor(pos).astype(int), n - 1)
-    i1 = np.minimum(i0 + 1, n - 1)
-    alpha = (pos - i0).reshape((-1,) + (1,) * (vals.ndim - 1))
-    return (1.0 - alpha) * vals[i0] + alpha * vals[i1]

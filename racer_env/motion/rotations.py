@@ -78,16 +78,6 @@ def quat_to_matrix(quats: np.ndarray) -> np.ndarray:
     return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(lead + (3, 3))
 
 
-def euler_to_rotvec(angles_deg: np.ndarray, order: str) -> np.ndarray:
-    """Intrinsic Euler angles (..., 3) in degrees -> rotation vectors (..., 3)."""
-    return matrix_to_rotvec(euler_to_matrix(angles_deg, order))
-
-
-def rotvec_to_euler(rotvecs: np.ndarray, order: str) -> np.ndarray:
-    """Rotation vectors (..., 3) -> intrinsic Euler angles (..., 3) in degrees."""
-    return matrix_to_euler(rotvec_to_matrix(rotvecs), order)
-
-
 def angle_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Geodesic angle in degrees between rotation matrices a and b (..., 3, 3) -> (...)."""
     rel = np.einsum("...ji,...jk->...ik", a, b)  # a^T b

@@ -57,6 +57,8 @@ def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("vali
     vqvae, _, vqvae_sha = load_vqvae(ws, corpus, device)
     model, _, checksum = load_reward_model(ws, corpus, vqvae_sha, device)
     w = model.cfg.window_codes
+    if w < MIN_SHIFT:
+        raise ValueError(f"auc_shifted needs windows of at least {MIN_SHIFT} code steps; this reward model's are {w}")
     clip_ids = [c for s in splits for c in corpus.clip_ids(s)]
     windows = build_windows(corpus, vqvae, clip_ids, w, stride=1)
     m, a = (e.cpu() for e in embed(model, windows))

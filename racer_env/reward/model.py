@@ -68,11 +68,11 @@ class RewardModel(nn.Module):
         scale = self.log_inv_temperature.clamp(max=math.log(100.0)).exp()  # CLIP caps 1/T at 100
         return scale * self.motion_encoder(motion) @ self.audio_encoder(audio).t()
 
-    def info_nce(self, motion: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """Symmetric InfoNCE: row i's positive is column i."""
+    def info_nce(self, motion: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symmetric InfoNCE (row i's positive is column i); returns (loss, (B, B) logits)."""
         logits = self.logits(motion, audio)
         target = torch.arange(len(logits), device=logits.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)), logits
 
     def score(self, motion: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Reward of each (motion, audio) window pair: (B, T, J*3), (B, T, F) -> (B,) cosine in [-1, 1]."""

@@ -19,7 +19,7 @@ from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus
 from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import WindowSet, build_windows
-from racer_env.training import StageRun, resolve_device, step_rng
+from racer_env.training import StageRun, resolve_device, step_rng, weight_settings
 from racer_env.vqvae.tokenize import load_vqvae
 from racer_env.workspace import Workspace
 
@@ -47,8 +47,9 @@ class RewardTrainConfig:
     def __post_init__(self) -> None:
         if self.preset not in REWARD_PRESETS:
             raise ValueError(f"unknown reward preset {self.preset!r}; choose one of {sorted(REWARD_PRESETS)}")
-        if self.window_codes < 1 or self.batch_size < 4 or self.steps < 1:
-            raise ValueError("window_codes >= 1, batch_size >= 4 and steps >= 1 are required")
+        if self.window_codes < 1 or self.batch_size < 4 or self.batch_size % 2 or self.steps < 1:
+            raise ValueError(f"need window_codes >= 1, an even batch_size >= 4 (pairs of shifted windows) and "
+                             f"steps >= 1; got {self.window_codes}, {self.batch_size}, {self.steps}")
 
 
 TRAIN_DEFAULTS: dict[str, dict] = {
@@ -91,7 +92,7 @@ def train_reward(
     vqvae, _, vqvae_sha = load_vqvae(ws, corpus, dev)
     arch = RewardConfig(motion_channels=corpus.n_joints * 3, audio_channels=corpus.n_audio_features,
                         window_codes=config.window_codes, **REWARD_PRESETS[config.preset])
-    run = StageRun(ws.root / "reward", "reward", {"train": asdict(config), "arch": arch.to_dict(),
+    run = StageRun(ws.root / "reward", "reward", {"train": weight_settings(config), "arch": arch.to_dict(),
                                                   "corpus": corpus.checksum, "vqvae": vqvae_sha})
     if run.is_current() and not force and not resume:
         return {"skipped": True, "model": str(run.model_path)}
@@ -113,16 +114,13 @@ def train_reward(
     for step in bar:
         idx = sample_pairs(windows, index, step_rng(config.seed, step), config.batch_size)
         batch = windows.subset(idx)
-        logits = model.logits(batch.motion.to(dev), batch.audio.to(dev))
-        target = torch.arange(len(logits), device=dev)
-        loss = 0.5 * (torch.nn.functional.cross_entropy(logits, target)
-                      + torch.nn.functional.cross_entropy(logits.t(), target))
+        loss, logits = model.info_nce(batch.motion.to(dev), batch.audio.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            acc = (logits.argmax(1) == target).float().mean().item()
+            acc = (logits.argmax(1) == torch.arange(len(logits), device=dev)).float().mean().item()
             temperature = 1.0 / model.log_inv_temperature.exp().item()
             run.log(done, {"losses/info_nce": loss.item(), "train/batch_r_at_1": acc, "train/temperature": temperature})
             bar.set_postfix(loss=f"{loss.item():.3f}", r1=f"{acc:.2f}", temp=f"{temperature:.3f}")

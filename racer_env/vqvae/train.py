@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus, CorpusError
-from racer_env.training import StageRun, resolve_device, step_rng, step_torch_generator
+from racer_env.training import StageRun, resolve_device, step_rng, step_torch_generator, weight_settings
 from racer_env.vqvae.model import PRESETS, VQVAE, preset_config
 from racer_env.workspace import Workspace
 
@@ -52,7 +52,7 @@ class VQVAETrainConfig:
 USAGE_WINDOW = 20
 
 TRAIN_DEFAULTS: dict[str, dict] = {
-    "paper": {"steps": 100_000, "lr": 3e-5, "dead_code_reset": False},
+    "paper": {"steps": 100_000, "lr": 3e-5, "lr_final_frac": 1.0, "dead_code_reset": False},  # constant lr
     "demo": {},
     "tiny": {"steps": 40, "batch_size": 8, "crop_frames": 32, "checkpoint_every": 10, "log_every": 5},
 }
@@ -92,6 +92,14 @@ def reconstruction_losses(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, tor
     return {"rec": F.l1_loss(x_hat, x), "vel": F.l1_loss(vel_hat, vel), "acc": F.l1_loss(acc_hat, acc)}
 
 
+def vqvae_loss(model, x: torch.Tensor, commitment_weight: float, generator: torch.Generator | None = None):
+    """The training loss of a batch (B, J*3, T): returns (total, parts dict, codes (B, T/8))."""
+    x_hat, codes, codebook_loss, commitment = model(x, generator)
+    parts = reconstruction_losses(x_hat, x)
+    total = parts["rec"] + parts["vel"] + parts["acc"] + codebook_loss + commitment_weight * commitment
+    return total, {**parts, "codebook": codebook_loss, "commitment": commitment}, codes
+
+
 def code_statistics(counts: torch.Tensor) -> tuple[float, float]:
     """(perplexity, fraction of codes used) of a code histogram."""
     p = counts / counts.sum().clamp_min(1)
@@ -116,7 +124,7 @@ def train_vqvae(
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     corpus = Corpus.load(ws)
     arch = preset_config(config.preset, corpus.n_joints, ema=config.ema, dead_code_reset=config.dead_code_reset)
-    run = StageRun(ws.root / "vqvae", "vqvae", {"train": asdict(config), "arch": arch.to_dict(),
+    run = StageRun(ws.root / "vqvae", "vqvae", {"train": weight_settings(config), "arch": arch.to_dict(),
                                                 "corpus": corpus.checksum})
     if run.is_current() and not force and not resume:
         return {"skipped": True, "model": str(run.model_path)}
@@ -140,9 +148,7 @@ def train_vqvae(
     model.train()
     for step in bar:
         x = sample_batch(clips, step_rng(config.seed, step), config.batch_size, config.crop_frames).to(dev)
-        x_hat, codes, codebook_loss, commitment = model(x, step_torch_generator(config.seed, step))
-        parts = reconstruction_losses(x_hat, x)
-        loss = parts["rec"] + parts["vel"] + parts["acc"] + codebook_loss + config.commitment * commitment
+        loss, parts, codes = vqvae_loss(model, x, config.commitment, step_torch_generator(config.seed, step))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -152,8 +158,9 @@ def train_vqvae(
         if done % config.log_every == 0 or done == config.steps:
             ppl, used = code_statistics(window.sum(0))
             metrics = {"losses/total": loss.item(), "losses/rec": parts["rec"].item(), "losses/vel": parts["vel"].item(),
-                       "losses/acc": parts["acc"].item(), "losses/codebook": codebook_loss.item(),
-                       "losses/commitment": commitment.item(), "codebook/perplexity": ppl, "codebook/used_frac": used,
+                       "losses/acc": parts["acc"].item(), "losses/codebook": parts["codebook"].item(),
+                       "losses/commitment": parts["commitment"].item(), "codebook/perplexity": ppl,
+                       "codebook/used_frac": used,
                        "lr": sched.get_last_lr()[0]}
             run.log(done, metrics)
             bar.set_postfix(loss=f"{loss.item():.3f}", rec=f"{parts['rec'].item():.3f}", ppl=f"{ppl:.0f}",
