@@ -83,10 +83,11 @@ class GPTAgent(Agent):
         if not self.use_cache:
             return self._step_without_cache(audio_token, prev_code)
         if self.position == self.model.cfg.max_steps:  # slide: re-prime the cache with the newest steps
-            self.caches, self.position = [{} for _ in self.model.blocks], 0
-            for a, c in list(self.recent):
-                self.model.step(a[None], c[None], self.caches, self.position)
-                self.position += 1
+            self.caches = [{} for _ in self.model.blocks]
+            audio = torch.stack([a for a, _ in self.recent])[None]
+            prev = torch.stack([c for _, c in self.recent])[None]
+            self.model.prefill(audio, prev, self.caches)  # one pass for all of them
+            self.position = len(self.recent)
         out = self.model.step(audio_token[None], prev_code[None], self.caches, self.position)[0]
         self.position += 1
         self.recent.append((audio_token, prev_code))

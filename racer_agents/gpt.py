@@ -130,6 +130,19 @@ class GestureGPT(nn.Module):
         """Whole segments: audio (B, T, audio_dim), prev_codes (B, T) -> Q or logits (B, T, N), one pass."""
         return self.head(self.features(audio, prev_codes))
 
+    def prefill(self, audio: torch.Tensor, prev_codes: torch.Tensor, caches: list[dict]) -> torch.Tensor:
+        """Fill empty ``caches`` with a whole prefix in one masked pass: (B, T, audio_dim), (B, T) -> (B, T, N).
+
+        Later ``step`` calls attend to every cached token unmasked, which is right because all of them belong to
+        earlier steps; their order in the cache does not matter.
+        """
+        t = audio.shape[1]
+        x = self._tokens(audio, prev_codes, 0)
+        mask = block_mask(t, x.device)
+        for block, cache in zip(self.blocks, caches):
+            x = block(x, mask, cache)
+        return self.head(self.ln_f(x[:, t:]))
+
     def step(self, audio: torch.Tensor, prev_code: torch.Tensor, caches: list[dict], position: int) -> torch.Tensor:
         """One more step with a key/value cache: audio (B, audio_dim), prev_code (B,) -> (B, N).
 

@@ -45,6 +45,10 @@ def test_kv_cache_equals_full_forward_and_presets():
     caches = [{} for _ in model.blocks]
     steps = torch.stack([model.step(audio[:, t], prev[:, t], caches, t) for t in range(8)], 1)
     torch.testing.assert_close(steps, model(audio, prev), atol=1e-5, rtol=1e-5)
+    caches = [{} for _ in model.blocks]  # a prefix in one pass, then steps
+    first = model.prefill(audio[:, :5], prev[:, :5], caches)
+    rest = torch.stack([model.step(audio[:, t], prev[:, t], caches, t) for t in range(5, 8)], 1)
+    torch.testing.assert_close(torch.cat([first, rest], 1), model(audio, prev), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="at most 8 steps"):
         model(torch.randn(1, 9, 12), torch.zeros(1, 9, dtype=torch.long))
     paper = GPT_PRESETS["paper"]
