@@ -26,7 +26,7 @@ from racer_agents.segments import Segments, load_segments, observation_config
 from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import DATASET_NAME, ID_PATTERN, default_dataset_id, minari_root
-from racer_env.training import StageRun, resolve_device, step_rng, weight_settings
+from racer_env.training import StageRun, config_for, resolve_device, step_rng, weight_settings
 from racer_env.workspace import Workspace, sha256_json, write_json_atomic
 
 GROUND_TRUTH = 0  # index of "ground_truth" in the dataset's sources
@@ -72,10 +72,8 @@ TRAIN_DEFAULTS: dict[str, dict] = {
 
 
 def agent_config_for(preset: str, **overrides) -> AgentTrainConfig:
-    if preset not in TRAIN_DEFAULTS:
-        raise ValueError(f"unknown agent preset {preset!r}; choose one of {sorted(TRAIN_DEFAULTS)}")
-    cfg = AgentTrainConfig(preset=preset, **TRAIN_DEFAULTS[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    """The preset's training defaults with ``overrides`` (None values ignored) applied."""
+    return config_for(AgentTrainConfig, TRAIN_DEFAULTS, preset, "agent", **overrides)
 
 
 def find_dataset(workspace: Workspace, dataset_id: str | None):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,14 @@ BOOKKEEPING = ("checkpoint_every", "log_every")
 def weight_settings(config) -> dict:
     """A training config as a dict without its bookkeeping fields (the part that defines the weights)."""
     return {k: v for k, v in asdict(config).items() if k not in BOOKKEEPING}
+
+
+def config_for(config_cls, defaults: dict[str, dict], preset: str, what: str, **overrides):
+    """``config_cls`` with preset ``preset``'s defaults and ``overrides`` (None values ignored) applied."""
+    if preset not in defaults:
+        raise ValueError(f"unknown {what} preset {preset!r}; choose one of {sorted(defaults)}")
+    cfg = config_cls(preset=preset, **defaults[preset])
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:

@@ -9,7 +9,7 @@ reward must tell apart (a gesture late or early against its speech).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus
 from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import WindowSet, build_windows
-from racer_env.training import StageRun, resolve_device, step_rng, weight_settings
+from racer_env.training import StageRun, config_for, resolve_device, step_rng, weight_settings
 from racer_env.vqvae.tokenize import load_vqvae
 from racer_env.workspace import Workspace
 
@@ -60,10 +60,8 @@ TRAIN_DEFAULTS: dict[str, dict] = {
 
 
 def reward_train_config_for(preset: str, **overrides) -> RewardTrainConfig:
-    if preset not in TRAIN_DEFAULTS:
-        raise ValueError(f"unknown reward preset {preset!r}; choose one of {sorted(TRAIN_DEFAULTS)}")
-    cfg = RewardTrainConfig(preset=preset, **TRAIN_DEFAULTS[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    """The preset's training defaults with ``overrides`` (None values ignored) applied."""
+    return config_for(RewardTrainConfig, TRAIN_DEFAULTS, preset, "reward", **overrides)
 
 
 def sample_pairs(windows: WindowSet, index: dict, rng: np.random.Generator, batch: int) -> np.ndarray:

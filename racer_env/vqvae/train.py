@@ -7,7 +7,7 @@ Loss (RACER, after Bailando): L1(x_hat, x) + L1 of their velocities + L1 of thei
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -16,7 +16,14 @@ from tqdm.auto import tqdm
 
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus, CorpusError
-from racer_env.training import StageRun, resolve_device, step_rng, step_torch_generator, weight_settings
+from racer_env.training import (
+    StageRun,
+    config_for,
+    resolve_device,
+    step_rng,
+    step_torch_generator,
+    weight_settings,
+)
 from racer_env.vqvae.model import PRESETS, VQVAE, preset_config
 from racer_env.workspace import Workspace
 
@@ -60,10 +67,7 @@ TRAIN_DEFAULTS: dict[str, dict] = {
 
 def train_config_for(preset: str, **overrides) -> VQVAETrainConfig:
     """The preset's training defaults with ``overrides`` (None values ignored) applied."""
-    if preset not in TRAIN_DEFAULTS:
-        raise ValueError(f"unknown VQ-VAE preset {preset!r}; choose one of {sorted(TRAIN_DEFAULTS)}")
-    cfg = VQVAETrainConfig(preset=preset, **TRAIN_DEFAULTS[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    return config_for(VQVAETrainConfig, TRAIN_DEFAULTS, preset, "VQ-VAE", **overrides)
 
 
 def load_training_motion(corpus: Corpus, crop_frames: int) -> list[torch.Tensor]:
