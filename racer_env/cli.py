@@ -10,6 +10,7 @@
     racer dataset build W [--augment K] [--id ID]                  the augmented Minari dataset
     racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
     racer generate W --audio speech.wav [--agent NAME] [--out DIR] gestures for a recording (npz, bvh, mp4)
+    racer evaluate W [--agent NAME] [--split test] [--json]        metrics of agents on held-out clips
 """
 
 from __future__ import annotations
@@ -175,6 +176,17 @@ def _add_evaluate_parsers(stages) -> None:
     rew.add_argument("--json", action="store_true")
     rew.add_argument("--device", default="cpu")
     rew.set_defaults(func=cmd_evaluate_reward)
+    agents = verbs.add_parser("agents", help="agents on whole held-out clips (also: racer evaluate W)")
+    agents.add_argument("workspace", type=Path)
+    agents.add_argument("--agent", action="append", default=None,
+                        help="agent name in W/agents (repeatable; default: every agent)")
+    agents.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    agents.add_argument("--sigma", type=_positive_float, default=0.3, help="beat alignment sigma in seconds")
+    agents.add_argument("--seed", type=int, default=0)
+    agents.add_argument("--json", action="store_true")
+    agents.add_argument("--device", default="cpu")
+    agents.add_argument("--quiet", action="store_true")
+    agents.set_defaults(func=cmd_evaluate_agents)
 
 
 def _import_config(args: argparse.Namespace, unit_mm: float):
@@ -303,6 +315,17 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
     print("params             " + json.dumps(metrics["params"]))
 
 
+def cmd_evaluate_agents(args: argparse.Namespace) -> int:
+    from racer_agents.evaluate import evaluate, markdown_table, write_results
+    from racer_env.workspace import Workspace
+
+    result = evaluate(args.workspace, args.agent, split=args.split, sigma=args.sigma, seed=args.seed,
+                      device=args.device, progress=not args.quiet)
+    json_path, md_path = write_results(Workspace(args.workspace), result)
+    print(json.dumps(result, indent=2) if args.json else markdown_table(result) + f"\n{json_path}\n{md_path}")
+    return 0
+
+
 def cmd_evaluate_codebook(args: argparse.Namespace) -> int:
     from racer_env.vqvae.evaluate import evaluate_codebook
 
@@ -338,7 +361,13 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+EVALUATE_VERBS = ("codebook", "reward", "agents", "-h", "--help")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "evaluate" and argv[1] not in EVALUATE_VERBS:
+        argv.insert(1, "agents")  # racer evaluate W ... is racer evaluate agents W ...
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

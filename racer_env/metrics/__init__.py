@@ -1,0 +1,1 @@
+"""Evaluation metrics of generated gestures: errors against the ground truth, beat alignment, FGD, diversity."""

@@ -1,0 +1,108 @@
+"""Fréchet Gesture Distance: the Fréchet distance between Gaussians fitted to features of real and generated
+motion windows, on the features of a motion autoencoder this project trains (``FeatureExtractor``), and on the raw
+positions ("raw-space FGD").
+
+Input of both: windows of ``WINDOW`` frames at 20 fps of joint positions in mm relative to the root joint,
+(window, J, 3), taken every ``STRIDE`` frames. The shipped extractor is trained on the built-in corpus's 16-joint
+Trinity/GENEA layout (``benchmarks/train_fgd_extractor.py``); its file and SHA-256 are ``EXTRACTOR_PATH`` and
+``EXTRACTOR_SHA256``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import linalg
+from torch import nn
+
+WINDOW = 32  # frames (1.6 s at 20 fps)
+STRIDE = 8  # frames between windows (one code step)
+FPS = 20.0
+SCALE_MM = 100.0  # positions are divided by this before the extractor
+EXTRACTOR_PATH = Path(__file__).parent / "data" / "fgd_extractor.pt"
+EXTRACTOR_SHA256 = "5544a7cff6f690f190fd257abbd76f5b9abe62f7bf3cd70c645a28016a898201"
+
+
+def windows(positions: np.ndarray, window: int = WINDOW, stride: int = STRIDE) -> np.ndarray:
+    """(T, J, 3) positions (mm) -> (n, window, J, 3) root-relative windows."""
+    rel = np.asarray(positions, dtype=np.float64) - positions[:, :1]
+    starts = range(0, len(rel) - window + 1, stride)
+    return np.stack([rel[s:s + window] for s in starts]) if len(rel) >= window else np.zeros((0, window) + rel.shape[1:])
+
+
+#: added to the covariance diagonals: with fewer windows than dimensions (normal for raw-space FGD) the
+#: covariances are singular and their product's square root is ill-defined without it.
+COV_EPS = 1e-6
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussian fits of feature sets (n, d) and (m, d)."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("FGD needs at least two feature vectors on each side")
+    mu1, mu2 = a.mean(0), b.mean(0)
+    eye = np.eye(a.shape[1]) * COV_EPS
+    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)) + eye, np.atleast_2d(np.cov(b, rowvar=False)) + eye
+    covmean = linalg.sqrtm(s1 @ s2)
+    covmean = covmean.real
+    return float(max(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
+
+
+def raw_fgd(real: np.ndarray, generated: np.ndarray) -> float:
+    """FGD on flattened raw windows (n, window, J, 3): every 4th frame, the root (always 0) left out, positions in
+    units of SCALE_MM."""
+    f = lambda w: (w[:, ::4, 1:] / SCALE_MM).reshape(len(w), -1)
+    return frechet_distance(f(real), f(generated))
+
+
+class FeatureExtractor(nn.Module):
+    """Window (B, window, J, 3) -> features (B, dim): the encoder of a convolutional motion autoencoder."""
+
+    def __init__(self, n_joints: int = 16, dim: int = 32, width: int = 64) -> None:
+        super().__init__()
+        self.n_joints, self.dim = n_joints, dim
+        c = n_joints * 3
+        self.encoder = nn.Sequential(
+            nn.Conv1d(c, width, 3, 1, 1), nn.ReLU(), nn.Conv1d(width, width, 4, 2, 1), nn.ReLU(),
+            nn.Conv1d(width, width, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(width * WINDOW // 4, dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(dim, width * WINDOW // 4), nn.Unflatten(1, (width, WINDOW // 4)), nn.ReLU(),
+            nn.ConvTranspose1d(width, width, 4, 2, 1), nn.ReLU(), nn.ConvTranspose1d(width, width, 4, 2, 1), nn.ReLU(),
+            nn.Conv1d(width, c, 3, 1, 1))
+
+    @staticmethod
+    def prepare(w: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(w), dtype=torch.float32) / SCALE_MM  # (B, window, J, 3)
+        return x.flatten(2).transpose(1, 2)  # (B, J*3, window)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.encoder(w)
+
+    def reconstruct(self, w: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(w))
+
+    @torch.no_grad()
+    def features(self, w: np.ndarray) -> np.ndarray:
+        self.eval()
+        return torch.cat([self.encoder(self.prepare(w[i:i + 512])) for i in range(0, len(w), 512)]).numpy()
+
+
+def load_extractor(path: Path = EXTRACTOR_PATH, joint_names: list[str] | None = None) -> FeatureExtractor:
+    """The shipped extractor (checksum-verified); refuses joint layouts it was not trained on."""
+    from racer_env.checkpoint import load_checkpoint
+
+    meta, state, checksum = load_checkpoint(path, "fgd_extractor")
+    if EXTRACTOR_SHA256 and path == EXTRACTOR_PATH and checksum != EXTRACTOR_SHA256:
+        raise ValueError(f"{path}: checksum {checksum[:12]} is not the shipped extractor's {EXTRACTOR_SHA256[:12]}")
+    if joint_names is not None and list(joint_names) != meta["joint_names"]:
+        raise ValueError(f"the FGD extractor was trained on joints {meta['joint_names']}; this corpus has "
+                         f"{list(joint_names)} (use raw-space FGD, or train an extractor for this layout)")
+    model = FeatureExtractor(len(meta["joint_names"]), meta["dim"], meta["width"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def fgd(extractor: FeatureExtractor, real: np.ndarray, generated: np.ndarray) -> float:
+    """FGD on the extractor's features of real and generated windows (n, window, J, 3)."""
+    return frechet_distance(extractor.features(real), extractor.features(generated))

@@ -1,0 +1,52 @@
+"""Training the FGD feature extractor: a convolutional autoencoder of root-relative position windows.
+
+``benchmarks/train_fgd_extractor.py`` runs this on the built-in corpus and writes the shipped checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from racer_env.checkpoint import save_checkpoint
+from racer_env.corpus.store import Corpus
+from racer_env.metrics.fgd import FPS, SCALE_MM, STRIDE, WINDOW, FeatureExtractor, windows
+from racer_env.motion.rotations import rotvec_to_matrix
+from racer_env.motion.skeleton import forward_kinematics
+
+
+def corpus_windows(corpus: Corpus, split: str) -> np.ndarray:
+    """Root-relative position windows (n, WINDOW, J, 3) in mm of every clip of ``split``."""
+    if corpus.fps != FPS:
+        raise ValueError(f"the FGD input is defined at {FPS:g} fps; the corpus is at {corpus.fps:g}")
+    out = [windows(forward_kinematics(c.skeleton, rotvec_to_matrix(c.rotations))[0]) for c in corpus.clips(split)]
+    return np.concatenate(out)
+
+
+def train_extractor(corpus: Corpus, steps: int = 2000, batch: int = 64, dim: int = 32, width: int = 64,
+                    lr: float = 1e-3, seed: int = 0, progress: bool = True) -> tuple[FeatureExtractor, dict]:
+    """Train on the corpus's training windows; returns the model and its metadata (with the final loss)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    data = FeatureExtractor.prepare(corpus_windows(corpus, "train"))  # (n, J*3, WINDOW)
+    model = FeatureExtractor(corpus.n_joints, dim, width)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss = torch.zeros(())
+    for _ in tqdm(range(steps), desc="train FGD extractor", disable=not progress):
+        x = data[torch.from_numpy(rng.integers(0, len(data), batch))]
+        loss = torch.nn.functional.mse_loss(model.reconstruct(x), x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    meta = {"kind": "fgd_extractor", "joint_names": corpus.joint_names, "dim": dim, "width": width,
+            "window": WINDOW, "stride": STRIDE, "fps": FPS, "scale_mm": SCALE_MM, "seed": seed, "steps": steps,
+            "final_mse": float(loss.item()), "corpus_sha256": corpus.checksum, "windows": len(data)}
+    return model.eval(), meta
+
+
+def save_extractor(path: Path, model: FeatureExtractor, meta: dict) -> str:
+    """Write the checkpoint atomically; returns its SHA-256."""
+    return save_checkpoint(path, meta, {"model": model.state_dict()})
