@@ -15,7 +15,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +23,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import agents_generation as ag
 import env_dataset as ed
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: on Linux that survives exec, so a
+    spawned child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM in /proc/self/status (peak memory is measured on Linux only)")
 
 
 def _measure(queue, fn_name: str, ws: str) -> None:
@@ -45,7 +53,7 @@ def _measure(queue, fn_name: str, ws: str) -> None:
         preset, cache = fn_name.split("_", 2)[1:]
         y = ag.speech(120.0)
         value = (ag.demo_rtf if preset == "demo" else ag.paper_rtf)(ws, y, cache == "cache")
-    queue.put((value, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    queue.put((value, peak_rss_mb()))
 
 
 MEASUREMENTS = ("env_single", "env_sync_64", "env_native_64", "train_transitions", "rtf_demo_cache",
