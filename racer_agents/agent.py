@@ -145,7 +145,7 @@ def agents_dir(workspace: Workspace) -> Path:
 
 
 def list_agents(workspace: str | Workspace) -> list[str]:
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     root = agents_dir(ws)
     return sorted(p.name for p in root.iterdir() if (p / "model.pt").is_file() or (p / "meta.json").is_file()) \
         if root.is_dir() else []
@@ -167,7 +167,7 @@ def _check_workspace(meta: dict, workspace: Workspace, path: Path) -> None:
 
 def load_agent(workspace: str | Workspace, name: str | None = None, device: str = "cpu") -> Agent:
     """The trained agent ``name`` of a workspace (default: racer-cql, else the only one), checked against it."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     names = list_agents(ws)
     if name is None:
         if not names:

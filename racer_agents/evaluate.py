@@ -81,7 +81,7 @@ def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[
 
 def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split: str = "test", sigma: float = 0.3,
              tolerance: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     vqvae, _, _ = load_vqvae(ws, corpus, device)
     names = agents if agents is not None else list_agents(ws)

@@ -147,7 +147,7 @@ def generate(workspace: str | Workspace, audio: str | Path | np.ndarray, sample_
     ``out_dir`` (default ``W/generated/<name>/``) unless ``formats`` is empty."""
     from racer_env.export import write_outputs
 
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     y = prepare_audio(audio, sample_rate, rate)

@@ -102,7 +102,7 @@ def train_agent(workspace: str | Workspace, config: AgentTrainConfig = AgentTrai
                 force: bool = False, device: str = "cpu", progress: bool = True,
                 stop_after: int | None = None) -> dict:
     """Train (or resume, or skip when current) an agent; it is saved in ``W/agents/<algo name>/``."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     with minari_root(ws):
         dataset = find_dataset(ws, config.dataset)
         meta = dataset.storage.metadata

@@ -25,6 +25,11 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
+    @classmethod
+    def of(cls, workspace: str | os.PathLike | Workspace) -> Workspace:
+        """``workspace`` itself if it is a Workspace, else a Workspace of that directory."""
+        return workspace if isinstance(workspace, Workspace) else cls(workspace)
+
     @property
     def corpus(self) -> Path:
         return self.root / "corpus"

@@ -44,7 +44,7 @@ def synth_corpus(
     """
     from racer_env.corpus.synth import synthesize_sources
 
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     config = config or ImportConfig()
     params = _synth_params(minutes, speakers, seed, clip_seconds)
     if not _sources_current(ws.synth, params):

@@ -178,7 +178,7 @@ def import_corpus(
     Raises:
         CorpusError: listing every bad file; nothing is written in that case.
     """
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     src = Path(src)
     pairs = find_pairs(src)
     sources = [[p.clip_id, sha256_file(p.wav), sha256_file(p.bvh)] for p in pairs]

@@ -133,7 +133,7 @@ class Corpus:
 
     @classmethod
     def load(cls, workspace: str | Path | Workspace) -> Corpus:
-        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        ws = Workspace.of(workspace)
         return cls(ws.corpus)
 
     # -- metadata ------------------------------------------------------------------------------------

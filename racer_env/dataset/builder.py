@@ -126,7 +126,7 @@ def build_dataset(
     """
     if (policy is None) != (policy_id is None):
         raise ValueError("policy and policy_id go together: pass both (policy_id names the policy) or neither")
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     config, obs_config = config or AugmentConfig(), obs_config or ObservationConfig()
     start_time = time.perf_counter()
     data = load_env_data(str(ws.root), device)

@@ -77,11 +77,9 @@ def motion_beats(positions: np.ndarray, fps: float, min_drop: float = 0.1) -> np
 
 
 def pmb(motion_beat_times: np.ndarray, audio_beat_times: np.ndarray, tolerance: float = 0.2) -> float:
-    """Percentage of motion beats within ``tolerance`` seconds of an audio beat (0 if there are no motion beats)."""
+    """Percentage of motion beats within ``tolerance`` seconds of an audio beat (0 if either has no beats)."""
     m, a = np.asarray(motion_beat_times), np.asarray(audio_beat_times)
-    if len(m) == 0:
-        return 0.0
-    if len(a) == 0:
+    if len(m) == 0 or len(a) == 0:
         return 0.0
     return float(100.0 * (np.abs(m[:, None] - a[None, :]).min(1) <= tolerance + 1e-9).mean())
 

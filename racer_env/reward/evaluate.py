@@ -52,7 +52,7 @@ def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("vali
       (near misses: the shifted window still overlaps the true one).
     * ``auc_mismatched``: true pairs vs the same audio with motion from another clip.
     """
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     vqvae, _, vqvae_sha = load_vqvae(ws, corpus, device)
     model, _, checksum = load_reward_model(ws, corpus, vqvae_sha, device)

@@ -26,7 +26,7 @@ def load_reward_model(workspace: str | Workspace, corpus: Corpus | None = None, 
     Returns:
         (model in eval mode, checkpoint meta, checkpoint checksum).
     """
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     path = ws.root / "reward" / "model.pt"
     meta, state, checksum = load_checkpoint(path, "reward")
     check_corpus_match(meta, corpus or Corpus.load(ws), path)
@@ -55,7 +55,7 @@ class RewardScorer:
 
     @classmethod
     def from_workspace(cls, workspace: str | Workspace, device: str | torch.device = "cpu") -> RewardScorer:
-        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        ws = Workspace.of(workspace)
         corpus = Corpus.load(ws)
         vqvae, _, vqvae_sha = load_vqvae(ws, corpus, device)
         reward, _, reward_sha = load_reward_model(ws, corpus, vqvae_sha, device)

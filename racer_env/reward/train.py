@@ -84,7 +84,7 @@ def train_reward(
     stop_after: int | None = None,
 ) -> dict:
     """Train (or resume, or skip when current) the reward model of ``workspace``."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     dev = resolve_device(device)
     vqvae, _, vqvae_sha = load_vqvae(ws, corpus, dev)

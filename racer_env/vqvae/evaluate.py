@@ -27,7 +27,7 @@ def evaluate_codebook(workspace: str | Workspace, split: str = "test", device: s
     * ``codes_used_frac``, ``perplexity``: over the codes of every clip of the corpus (all splits; a small
       held-out split has fewer code steps than the codebook has codes).
     """
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     model, meta, checksum = load_vqvae(ws, corpus, device)
     stats = corpus.stats

@@ -24,7 +24,7 @@ def load_vqvae(workspace: str | Workspace, corpus: Corpus | None = None, device:
     Returns:
         (model in eval mode, checkpoint meta, checkpoint checksum).
     """
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     path = ws.root / "vqvae" / "model.pt"
     meta, state, checksum = load_checkpoint(path, "vqvae")
     check_corpus_match(meta, corpus or Corpus.load(ws), path)

@@ -125,7 +125,7 @@ def train_vqvae(
     ``stop_after`` ends the run after that many steps of this call (used to test interruption); the
     checkpoint it leaves resumes to the same weights as an uninterrupted run.
     """
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     arch = preset_config(config.preset, corpus.n_joints, ema=config.ema, dead_code_reset=config.dead_code_reset)
     run = StageRun(ws.root / "vqvae", "vqvae", {"train": weight_settings(config), "arch": arch.to_dict(),
