@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/racer corpus synth $(WORKSPACE) --minutes 10 --speakers 2 --seed 0
+	$(VENV)/bin/racer demo $(WORKSPACE)
 
 test: install
 	$(PY) -m pytest -q

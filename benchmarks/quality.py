@@ -6,7 +6,6 @@ built once (seed 0); every agent is trained with each seed in its own copy of th
 ``racer evaluate`` on the test split. Writes <out>.json, <out>.md (mean +- std over seeds) and learning-curve PNGs.
 
 Usage:  python benchmarks/quality.py [--seeds 0 1 2] [--gpt-steps 1000] [--d3rlpy-steps 400]
-Needs the `bench` extra (matplotlib): pip install -e .[bench]
 """
 
 from __future__ import annotations

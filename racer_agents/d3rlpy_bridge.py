@@ -95,6 +95,11 @@ class GestureEncoderFactory(EncoderFactory):
     hidden: int = 64
     feature_size: int = 256
 
+    def __post_init__(self) -> None:
+        # numpy integers (e.g. a gymnasium space's ``n``) would break d3rlpy's JSON config when it saves the model
+        for name in ("n_codes", "embed_dim", "hidden", "feature_size"):
+            setattr(self, name, int(getattr(self, name)))
+
     def create(self, observation_shape: Sequence[Sequence[int]]) -> GestureEncoder:
         audio_shape, codes_shape = observation_shape
         return GestureEncoder(audio_shape, self.n_codes, codes_shape[0], self.embed_dim, self.hidden,

@@ -1,4 +1,4 @@
-"""Speech in, gestures out: ``racer generate W --audio speech.wav`` and :func:`generate`.
+"""Speech in, gestures out: ``racer generate [W] --audio speech.wav`` and :func:`generate`.
 
 The agent rolls out the gesture MDP on the recording's speech features, greedily and autoregressively (GPT agents
 with a key/value cache and a sliding context), from the rest code a_0; the codes are decoded by the workspace's
@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from racer_agents.agent import Agent, GPTAgent, load_agent
+from racer_agents.pretrained import pretrained_workspace
 from racer_env.audio.features import SILENCE_PEAK, AudioError, AudioFeatureConfig, audio_features, load_audio
 from racer_env.corpus.store import Corpus
 from racer_env.envs.episode_data import AUDIO_BOUND, ClipData, observation
@@ -139,15 +140,18 @@ def decode_long(vqvae: VQVAE, codes: np.ndarray, corpus: Corpus) -> np.ndarray:
     return np.concatenate(out)
 
 
-def generate(workspace: str | Workspace, audio: str | Path | np.ndarray, sample_rate: int | None = None,
+def generate(workspace: str | Workspace | None, audio: str | Path | np.ndarray, sample_rate: int | None = None,
              agent: str | Agent | None = None, out_dir: str | Path | None = None,
              formats: tuple[str, ...] = ("npz", "bvh", "mp4"), device: str = "cpu",
              progress: bool = True) -> GenerationResult:
     """Gestures for a speech recording (a path, or an array with its sample rate); writes ``formats`` to
-    ``out_dir`` (default ``W/generated/<name>/``) unless ``formats`` is empty."""
+    ``out_dir`` (default ``W/generated/<name>/``) unless ``formats`` is empty.
+
+    ``workspace=None`` uses the pretrained demo weights shipped with racer (outputs default to
+    ``./generated/<name>/``)."""
     from racer_env.export import write_outputs
 
-    ws = Workspace.of(workspace)
+    ws = pretrained_workspace() if workspace is None else Workspace.of(workspace)
     corpus = Corpus.load(ws)
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     y = prepare_audio(audio, sample_rate, rate)
@@ -169,7 +173,8 @@ def generate(workspace: str | Workspace, audio: str | Path | np.ndarray, sample_
                               silent=silent)
     if formats:
         stem = Path(audio).stem if isinstance(audio, (str, Path)) else "generated"
-        out = Path(out_dir) if out_dir is not None else ws.root / "generated" / stem
+        default_root = Path("generated") if workspace is None else ws.root / "generated"
+        out = Path(out_dir) if out_dir is not None else default_root / stem
         out.mkdir(parents=True, exist_ok=True)
         result.files = write_outputs(out, stem, rotations, corpus.skeleton, corpus.fps, audio=y, sample_rate=rate,
                                      formats=tuple(formats), progress=progress, codes=codes,

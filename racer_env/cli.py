@@ -9,8 +9,11 @@
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
     racer dataset build W [--augment K] [--id ID]                  the augmented Minari dataset
     racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
-    racer generate W --audio speech.wav [--agent NAME] [--out DIR] gestures for a recording (npz, bvh, mp4)
+    racer generate [W] --audio speech.wav [--agent NAME] [--out DIR] gestures for a recording (npz, bvh, mp4);
+                                                                   without W: the shipped pretrained demo weights
     racer evaluate W [--agent NAME] [--split test] [--json]        metrics of agents on held-out clips
+    racer demo W [--preset demo|tiny]                               all of the above on the built-in corpus,
+                                                                   ending in W/report.md
 """
 
 from __future__ import annotations
@@ -87,14 +90,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parsers(stages)
     _add_dataset_parsers(stages)
     gen = stages.add_parser("generate", help="gestures for a speech recording: npz, bvh and mp4")
-    gen.add_argument("workspace", type=Path, help="workspace directory W (its VQ-VAE, skeleton and agents)")
+    gen.add_argument("workspace", type=Path, nargs="?", default=None,
+                     help="workspace directory W (its VQ-VAE, skeleton and agents); omitted: the pretrained demo "
+                          "weights shipped with racer")
     gen.add_argument("--audio", type=Path, required=True, help="speech recording (wav, flac, ogg; any rate)")
     gen.add_argument("--agent", default=None, help="agent name in W/agents (default: racer-cql)")
-    gen.add_argument("--out", type=Path, default=None, help="output directory (default: W/generated/<name>)")
+    gen.add_argument("--out", type=Path, default=None,
+                     help="output directory (default: W/generated/<name>, or ./generated/<name> without W)")
     gen.add_argument("--formats", default="npz,bvh,mp4", help="comma-separated: npz, bvh, mp4")
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=cmd_generate)
+    demo = stages.add_parser("demo", help="the whole pipeline on the built-in corpus, ending in W/report.md")
+    demo.add_argument("workspace", type=Path, help="workspace directory W")
+    demo.add_argument("--preset", default="demo", choices=["demo", "tiny"],
+                      help="model sizes: demo (default, <= 10 min on 2 cores) or tiny (a smoke test)")
+    demo.add_argument("--minutes", type=_positive_float, default=None,
+                      help="minutes of built-in speech (default 10; 1 with --preset tiny)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of every stage")
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--quiet", action="store_true", help="stage lines only, no progress bars")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -302,6 +318,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
           f"({result.real_time_factor:.0f}x real time){note}")
     for kind, path in result.files.items():
         print(f"{kind:<4} {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from racer_agents.demo import demo_config, run_demo
+
+    start = time.perf_counter()
+    config = demo_config(args.preset, minutes=args.minutes, seed=args.seed)
+    results = run_demo(args.workspace, config, device=args.device, progress=not args.quiet)
+    skipped = sum(r.skipped for r in results)
+    print(f"racer demo: {len(results)} stages ({skipped} up to date) in {time.perf_counter() - start:.0f} s; "
+          f"report: {args.workspace / 'report.md'}")
     return 0
 
 

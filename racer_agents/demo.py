@@ -1,0 +1,222 @@
+"""``racer demo W``: the whole pipeline on the built-in corpus, one stage after another, ending in ``W/report.md``.
+
+Stages: synthesise the corpus, train the VQ-VAE and the reward model, build the Minari dataset, train racer-cql and
+the supervised baseline (bc), evaluate them (and the codebook and reward model) on the test split, generate the
+gestures and video of one held-out clip, write the report. Every stage skips itself when its inputs are unchanged:
+the training stages through their own checkpoint checks, the last three through input checksums kept in
+``W/demo/stamps.json``. A second run of the same command therefore takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from racer_env.checkpoint import read_checksum
+from racer_env.corpus.store import Corpus
+from racer_env.dataset.builder import minari_root
+from racer_env.workspace import Workspace, sha256_file, sha256_json, write_json_atomic
+
+AGENTS = ("racer-cql", "bc")
+CURVES = {  # stage directory -> the logged series plotted in the report
+    "vqvae": ("losses/rec", "codebook/used_frac"),
+    "reward": ("losses/info_nce", "train/batch_r_at_1"),
+    "agents/racer-cql": ("losses/td", "losses/conservative", "q/data"),
+    "agents/bc": ("losses/cross_entropy",),
+}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What ``racer demo`` builds; :func:`demo_config` fills in a preset's values."""
+
+    preset: str = "demo"  # model sizes: demo (the README's main job, <= 10 min on 2 cores) or tiny (tests)
+    minutes: float = 10.0  # built-in corpus length
+    speakers: int = 2
+    clip_seconds: float = 30.0
+    seed: int = 0  # seeds every stage
+    agent_steps: int | None = 1000  # None: the agent preset's default
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.preset not in DEMO_PRESETS:
+            raise ValueError(f"racer demo runs one of the presets {sorted(DEMO_PRESETS)}, got {self.preset!r}")
+        if self.minutes <= 0 or self.speakers < 1 or self.clip_seconds <= 0:
+            raise ValueError(f"need minutes > 0, speakers >= 1 and clip_seconds > 0, got {self.minutes}, "
+                             f"{self.speakers}, {self.clip_seconds}")
+
+
+DEMO_PRESETS: dict[str, dict] = {
+    "demo": {},
+    "tiny": {"minutes": 1.0, "speakers": 1, "clip_seconds": 10.0, "agent_steps": None},
+}
+
+
+def demo_config(preset: str = "demo", **overrides) -> DemoConfig:
+    """The preset's settings with ``overrides`` (None values ignored) applied."""
+    if preset not in DEMO_PRESETS:
+        raise ValueError(f"racer demo runs one of the presets {sorted(DEMO_PRESETS)}, got {preset!r}")
+    return DemoConfig(preset=preset, **{**DEMO_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class StageResult:
+    name: str
+    skipped: bool
+    seconds: float
+    detail: str = ""
+
+
+def run_demo(workspace: str | Path, config: DemoConfig = DemoConfig(), device: str = "cpu", progress: bool = True,
+             log: Callable[[str], None] = print) -> list[StageResult]:
+    """Run (or skip, when current) every stage of the demo in ``workspace``; returns what each stage did."""
+    ws = Workspace(workspace)
+    stages = _stages(ws, config, device, progress)
+    results = []
+    for i, (name, run) in enumerate(stages, 1):
+        log(f"[{i}/{len(stages)}] {name} ...")
+        start = time.perf_counter()
+        skipped, detail = run()
+        result = StageResult(name, skipped, time.perf_counter() - start, detail)
+        results.append(result)
+        state = "up to date, skipped" if skipped else "done"
+        log(f"[{i}/{len(stages)}] {name}: {state} in {result.seconds:.1f} s{' - ' + detail if detail else ''}")
+    return results
+
+
+def _stages(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> list[tuple[str, Callable]]:
+    from racer_agents.train import agent_config_for, train_agent
+    from racer_env.corpus.build import synth_corpus
+    from racer_env.dataset.builder import build_dataset
+    from racer_env.reward.train import reward_train_config_for, train_reward
+    from racer_env.vqvae.train import train_config_for, train_vqvae
+
+    def corpus():
+        result = synth_corpus(ws, minutes=config.minutes, speakers=config.speakers, seed=config.seed,
+                              clip_seconds=config.clip_seconds, progress=progress)
+        return result.skipped, f"{config.minutes:g} min of {config.speakers} speaker(s) in {ws.corpus}"
+
+    def trained(train, cfg):
+        def stage():
+            result = train(ws, cfg, device=device, progress=progress)
+            return result["skipped"], result["model"]
+        return stage
+
+    def dataset():
+        result = build_dataset(ws, device=device, progress=progress)
+        return result["skipped"], result["id"]
+
+    def agent(algo):
+        return trained(train_agent, agent_config_for(config.preset, algo=algo, seed=config.seed,
+                                                    steps=config.agent_steps))
+
+    return [
+        ("corpus: synthesise the built-in speaker", corpus),
+        ("VQ-VAE gesture codebook", trained(train_vqvae, train_config_for(config.preset, seed=config.seed))),
+        ("contrastive reward model", trained(train_reward, reward_train_config_for(config.preset, seed=config.seed))),
+        ("Minari dataset", dataset),
+        ("agent racer-cql (offline RL)", agent("racer-cql")),
+        ("agent bc (supervised baseline)", agent("bc")),
+        (f"evaluation on the {config.split} split", lambda: _evaluate(ws, config, device, progress)),
+        ("video of a held-out clip", lambda: _video(ws, config, device, progress)),
+        ("report", lambda: _report(ws, config)),
+    ]
+
+
+# -- stages whose skipping this module decides ---------------------------------------------------------
+
+def _stamps_path(ws: Workspace) -> Path:
+    return ws.root / "demo" / "stamps.json"
+
+
+def _current(ws: Workspace, stage: str, inputs: dict, outputs: list[Path]) -> tuple[bool, str]:
+    """Whether ``stage`` last ran on exactly ``inputs`` and its ``outputs`` are all still there."""
+    path = _stamps_path(ws)
+    stamps = json.loads(path.read_text()) if path.is_file() else {}
+    sha = sha256_json(inputs)
+    return stamps.get(stage) == sha and all(p.exists() for p in outputs), sha
+
+
+def _stamp(ws: Workspace, stage: str, sha: str) -> None:
+    path = _stamps_path(ws)
+    stamps = json.loads(path.read_text()) if path.is_file() else {}
+    stamps[stage] = sha
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, stamps)
+
+
+def _model_inputs(ws: Workspace, config: DemoConfig) -> dict:
+    """Checksums of everything the evaluation, the video and the report are computed from."""
+    models = {name: read_checksum(ws.root / name / "model.pt") for name in ("vqvae", "reward")}
+    models.update({a: read_checksum(ws.root / "agents" / a / "model.pt") for a in AGENTS})
+    return {"corpus": Corpus.load(ws).checksum, "models": models, "config": asdict(config)}
+
+
+def _evaluate(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tuple[bool, str]:
+    from racer_agents.evaluate import evaluate, write_results
+    from racer_env.reward.evaluate import evaluate_reward
+    from racer_env.vqvae.evaluate import evaluate_codebook
+
+    out = ws.root / "demo" / "evaluation.json"
+    current, sha = _current(ws, "evaluation", _model_inputs(ws, config), [out])
+    if current:
+        return True, str(out)
+    result = evaluate(ws, list(AGENTS), split=config.split, seed=config.seed, device=device, progress=progress)
+    json_path, md_path = write_results(ws, result)
+    try:
+        reward = evaluate_reward(ws, seed=config.seed, device=device)
+    except ValueError as err:  # too few held-out windows for retrieval (tiny corpora): said so in the report
+        reward = {"error": str(err)}
+    summary = {"agents": result, "codebook": evaluate_codebook(ws, split=config.split, device=device),
+               "reward": reward}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, summary)
+    _stamp(ws, "evaluation", sha)
+    return False, f"{md_path}"
+
+
+def _held_out_clip(ws: Workspace, split: str) -> tuple[str, Path]:
+    corpus = Corpus.load(ws)
+    ids = corpus.clip_ids(split)
+    if not ids:
+        raise ValueError(f"split {split!r} of {corpus.directory} has no clips")
+    wav = Path(corpus.record(ids[0])["source"]["wav"])
+    if not wav.is_file():
+        raise FileNotFoundError(f"{wav}: the speech of held-out clip {ids[0]} is missing (re-run racer demo "
+                                f"after deleting {ws.corpus})")
+    return ids[0], wav
+
+
+def _video(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tuple[bool, str]:
+    from racer_agents.generate import generate
+
+    clip_id, wav = _held_out_clip(ws, config.split)
+    out = ws.root / "demo" / "video"
+    current, sha = _current(ws, "video", {**_model_inputs(ws, config), "clip": clip_id}, [out / f"{wav.stem}.mp4"])
+    if current:
+        return True, str(out / f"{wav.stem}.mp4")
+    result = generate(ws, wav, agent="racer-cql", out_dir=out, device=device, progress=progress)
+    _stamp(ws, "video", sha)
+    return False, str(result.files["mp4"])
+
+
+def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
+    from racer_agents.report import write_report
+    from racer_agents.train import find_dataset
+
+    path = ws.root / "report.md"
+    inputs = {**_model_inputs(ws, config), "evaluation": sha256_file(ws.root / "demo" / "evaluation.json")}
+    current, sha = _current(ws, "report", inputs, [path])
+    if current:
+        return True, str(path)
+    clip_id, wav = _held_out_clip(ws, config.split)
+    with minari_root(ws) as root:
+        dataset = f"{find_dataset(ws, None).spec.dataset_id} in {root}"
+    write_report(ws, config, curves=CURVES, clip_id=clip_id, video_dir=ws.root / "demo" / "video", stem=wav.stem,
+                 dataset=dataset)
+    _stamp(ws, "report", sha)
+    return False, str(path)
+
