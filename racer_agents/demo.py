@@ -165,7 +165,7 @@ def _evaluate(ws: Workspace, config: DemoConfig, device: str, progress: bool) ->
     if current:
         return True, str(out)
     result = evaluate(ws, list(AGENTS), split=config.split, seed=config.seed, device=device, progress=progress)
-    json_path, md_path = write_results(ws, result)
+    _json_path, md_path = write_results(ws, result)
     try:
         reward = evaluate_reward(ws, seed=config.seed, device=device)
     except ValueError as err:  # too few held-out windows for retrieval (tiny corpora): said so in the report

@@ -52,8 +52,8 @@ def _reward_lines(reward: dict) -> list[str]:
     return ["| reward model | value |", "| --- | --- |",
             f"| R@1 among {p['candidates']} (chance {p['chance_r_at_1']:.3f}) | {reward['r_at_1']:.3f} |",
             f"| R@5 | {reward['r_at_5']:.3f} |",
-            f"| AUC, true vs motion shifted {p['shift_codes'][0]}-{p['shift_codes'][1]} codes | "
-            f"{reward['auc_shifted']:.3f} |",
+            (f"| AUC, true vs motion shifted {p['shift_codes'][0]}-{p['shift_codes'][1]} codes | "
+            f"{reward['auc_shifted']:.3f} |"),
             f"| AUC, true vs mismatched motion | {reward['auc_mismatched']:.3f} |"]
 
 
@@ -71,16 +71,16 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
     r, b = agents["systems"]["racer-cql"], agents["systems"]["bc"]
     lines = [
         "# racer demo report", "",
-        f"Built by `racer demo {ws.root}` (preset `{config.preset}`, seed {config.seed}) on the built-in synthetic "
+        (f"Built by `racer demo {ws.root}` (preset `{config.preset}`, seed {config.seed}) on the built-in synthetic "
         f"corpus: {summary['minutes']:.1f} min, {_count(summary['clips'], 'clip')}, "
         f"{_count(len(summary['speakers']), 'speaker')}; {_count(summary['splits']['train']['clips'], 'clip')} to "
-        f"train on, evaluated on the {config.split} split ({_count(agents['clips'], 'clip')}).", "",
+        f"train on, evaluated on the {config.split} split ({_count(agents['clips'], 'clip')})."), "",
         "## Agents on held-out speech", "",
         markdown_table(agents).rstrip(), "",
-        f"racer-cql vs the supervised baseline (bc): FGD ratio {_ratio(r['fgd'], b['fgd'])}, PMB "
+        (f"racer-cql vs the supervised baseline (bc): FGD ratio {_ratio(r['fgd'], b['fgd'])}, PMB "
         f"{r['pmb_pct'] - b['pmb_pct']:+.1f} points, mean reward {r['mean_reward'] - b['mean_reward']:+.3f}. "
         "The paper's claim (FGD ratio <= 0.85, PMB >= +5) is checked over 3 seeds by benchmarks/quality.py; a "
-        f"single demo run on {summary['minutes']:.0f} minutes of speech is noisy.", "",
+        f"single demo run on {summary['minutes']:.0f} minutes of speech is noisy."), "",
         "## Codebook and reward model", "",
         *_codebook_lines(evaluation["codebook"]), "",
         *_reward_lines(evaluation["reward"]), "",
