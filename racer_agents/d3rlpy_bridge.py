@@ -142,6 +142,7 @@ class GPTObservationEncoder(nn.Module):
         from racer_agents.gpt import GestureGPT, GPTConfig
 
         self.gpt = GestureGPT(GPTConfig(**gpt_config))
+        self.gpt.head = nn.Identity()  # d3rlpy adds its own heads; an unused one would break DDP (enable_ddp)
         self.past, self.lookahead = past, lookahead
 
     def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -26,7 +26,8 @@ from racer_agents.segments import Segments, load_segments, observation_config
 from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import DATASET_NAME, ID_PATTERN, default_dataset_id, minari_root
-from racer_env.training import StageRun, config_for, resolve_device, step_rng, weight_settings
+from racer_env.distributed import setup
+from racer_env.training import StageRun, config_for, step_rng, weight_settings
 from racer_env.workspace import Workspace, sha256_json, write_json_atomic
 
 GROUND_TRUTH = 0  # index of "ground_truth" in the dataset's sources
@@ -124,13 +125,13 @@ def train_agent(workspace: str | Workspace, config: AgentTrainConfig = AgentTrai
 
 def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gpt_cfg: GPTConfig, extra: dict,
                resume: bool, force: bool, device: str, progress: bool, stop_after: int | None) -> dict:
+    ctx, dev = setup(device)
     run = StageRun(directory, "agent", {"train": weight_settings(config), "gpt": extra["gpt"],
-                                        "dataset": extra["dataset_inputs_sha256"]})
+                                        "dataset": extra["dataset_inputs_sha256"]}, ctx.world_size, ctx.is_main)
     if run.is_current() and not force and not resume:
         return {"skipped": True, "model": str(run.model_path)}
     if config.algo == "bc":
         segments = segments.subset(np.flatnonzero(segments.source == GROUND_TRUTH))
-    dev = resolve_device(device)
     torch.manual_seed(config.seed)
     model = GestureGPT(gpt_cfg).to(dev)
     target = copy.deepcopy(model).eval()
@@ -140,16 +141,19 @@ def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gp
         model.load_state_dict(state["model"])
         target.load_state_dict(state["target"])
         opt.load_state_dict(state["optimizer"])
+    net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
+    ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
     bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"train {config.name}",
-               disable=not progress)
+               disable=not progress or not ctx.is_main)
     t0 = time.perf_counter()
     model.train()
     for step in bar:
         rng = step_rng(config.seed, step)
         torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on (seed, step) only: exact resume
-        batch = segments.subset(rng.integers(0, len(segments), config.batch_size))
-        out = model(batch.audio.to(dev), batch.prev_codes.to(dev))  # (B, T, N): every position in one pass
+        idx = rng.integers(0, len(segments), config.batch_size)
+        batch = segments.subset(ctx.shard(idx, config.batch_size))  # this rank's share of the global batch
+        out = net(batch.audio.to(dev), batch.prev_codes.to(dev))  # (B, T, N): every position in one pass
         if config.algo == "bc":
             loss = behaviour_cloning_loss(out, batch.actions.to(dev))
             metrics = {"losses/total": loss.item(), "losses/cross_entropy": loss.item()}
@@ -166,17 +170,20 @@ def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gp
         if config.algo != "bc" and done % config.target_update_interval == 0:
             target.load_state_dict(model.state_dict())
         if done % config.log_every == 0 or done == config.steps:
+            metrics = ctx.mean_dict(metrics)  # over ranks: the global batch's figures
             run.log(done, metrics)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items() if k != "losses/total"})
         if done % config.checkpoint_every == 0 or done == end:
             run.save_checkpoint(done, {"model": model.state_dict(), "target": target.state_dict(),
                                        "optimizer": opt.state_dict()}, extra)
     bar.close()
+    ctx.barrier()  # rank 0's last checkpoint is written before any rank moves on
     if end < config.steps:
         return {"skipped": False, "stopped_at": end, "checkpoint": str(run.checkpoint_path)}
     checksum = run.save_model(config.steps, {"model": model.state_dict()}, extra)
+    ctx.barrier()  # the model is written before any rank moves on (e.g. to a stage that reads it)
     seconds = time.perf_counter() - t0
-    transitions = (config.steps - start) * config.batch_size * gpt_cfg.max_steps
+    transitions = (config.steps - start) * config.batch_size * gpt_cfg.max_steps  # all ranks together
     return {"skipped": False, "model": str(run.model_path), "checksum": checksum, "seconds": seconds,
             "transitions_per_second": transitions / max(seconds, 1e-9)}
 
@@ -195,20 +202,29 @@ def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: G
     name = config.algo.split(":", 1)[1]
     dt_cfg = replace(gpt_cfg, max_steps=obs_cfg.past + 1)
     encoder = GPTEncoderFactory(gpt_config=dt_cfg.to_dict(), past=obs_cfg.past, lookahead=obs_cfg.lookahead)
+    ctx, dev = setup(device)
     torch.manual_seed(config.seed)
-    kwargs = {"batch_size": config.batch_size * gpt_cfg.max_steps, "gamma": config.gamma}
+    if ctx.enabled:  # each rank samples its own share of transitions (d3rlpy draws batches from numpy's global RNG)
+        np.random.seed(config.seed + ctx.rank)
+    kwargs = {"batch_size": config.batch_size * gpt_cfg.max_steps // ctx.world_size, "gamma": config.gamma}
     if name in ("DiscreteCQL",):
         kwargs["alpha"] = config.alpha
     if name == "DiscreteDecisionTransformer":
-        kwargs = {"batch_size": config.batch_size, "context_size": gpt_cfg.max_steps}
+        kwargs = {"batch_size": config.batch_size // ctx.world_size, "context_size": gpt_cfg.max_steps}
+    # d3rlpy's own DDP (enable_ddp) under torchrun: it wraps its networks and averages their gradients
     algo = algo_config(name, encoder, max_timestep=gpt_cfg.max_steps + 1, **kwargs).create(
-        device="cpu:0" if device == "cpu" else device)
+        device="cpu:0" if dev.type == "cpu" else str(dev), enable_ddp=ctx.enabled)
     mdp = minari_to_mdp_dataset(dataset)
     t0 = time.perf_counter()
-    algo.fit(mdp, n_steps=config.steps, n_steps_per_epoch=min(config.steps, 1000), show_progress=progress,
+    algo.fit(mdp, n_steps=config.steps, n_steps_per_epoch=min(config.steps, 1000),
+             show_progress=progress and ctx.is_main,
              save_interval=10**9, experiment_name=config.name, with_timestamp=False,
              logger_adapter=NoopAdapterFactory())
     seconds = time.perf_counter() - t0
+    transitions_per_second = config.steps * kwargs["batch_size"] * ctx.world_size / max(seconds, 1e-9)
+    if not ctx.is_main:  # rank 0 writes the model
+        return {"skipped": False, "model": str(directory / "model.d3"), "seconds": seconds,
+                "transitions_per_second": transitions_per_second}
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".model.d3.tmp{os.getpid()}"
     algo.save(str(tmp))
@@ -217,4 +233,4 @@ def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: G
     write_json_atomic(meta_path, {**extra, "kind": "agent-d3rlpy", "identity_sha256": identity,
                                   "target_return": target_return})
     return {"skipped": False, "model": str(directory / "model.d3"), "checksum": identity, "seconds": seconds,
-            "transitions_per_second": config.steps * kwargs["batch_size"] / max(seconds, 1e-9)}
+            "transitions_per_second": transitions_per_second}

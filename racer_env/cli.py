@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -263,13 +264,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_train_result(stage: str, result: dict) -> None:
+def _print_train_result(stage: str, result: dict) -> bool:
+    """Print what a trainer did (rank 0 of a torchrun launch only); returns whether it printed."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return False
     if result["skipped"]:
         print(f"{stage} in {result['model']} is up to date (same settings and inputs); skipped (--force retrains)")
     elif "stopped_at" in result:
         print(f"{stage}: stopped at step {result['stopped_at']}; resume with --resume")
     else:
         print(f"{stage}: trained in {result['seconds']:.1f} s -> {result['model']} ({result['checksum'][:12]})")
+    return True
 
 
 def cmd_train_vqvae(args: argparse.Namespace) -> int:
@@ -301,8 +306,7 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
                            dataset=args.dataset)
     result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,
                          progress=not args.quiet)
-    _print_train_result(f"agent {cfg.name}", result)
-    if "transitions_per_second" in result:
+    if _print_train_result(f"agent {cfg.name}", result) and "transitions_per_second" in result:
         print(f"{result['transitions_per_second']:.0f} transitions/s")
     return 0
 
@@ -402,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"racer: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        from racer_env.distributed import teardown
+
+        teardown()  # leave the torchrun process group, if this command joined one
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ class StageRun:
     directory: Path
     kind: str  # 'vqvae', 'reward'
     identity: dict
+    world_size: int = 1  # processes of the run (racer_env.distributed); a checkpoint resumes only with the same
+    main: bool = True  # this process writes the files (rank 0); the others only read
 
     @property
     def model_path(self) -> Path:
@@ -86,11 +88,12 @@ class StageRun:
 
     def start(self, resume: bool) -> tuple[int, dict | None]:
         """Prepare the directory; returns (first step, training state to restore or None)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         if not resume:
-            for p in (self.checkpoint_path, self.metrics_path):
-                if p.exists():
-                    p.unlink()
+            if self.main:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                for p in (self.checkpoint_path, self.metrics_path):
+                    if p.exists():
+                        p.unlink()
             return 0, None
         meta, state, _ = load_checkpoint(self.checkpoint_path, self.kind)
         if meta.get("identity_sha256") != self.identity_sha:
@@ -98,8 +101,14 @@ class StageRun:
                 f"{self.checkpoint_path} belongs to a run with other settings or inputs; "
                 f"start afresh without --resume"
             )
+        if meta.get("world_size", 1) != self.world_size:
+            raise CheckpointError(
+                f"{self.checkpoint_path} was written by a run of {meta.get('world_size', 1)} process(es); resume it "
+                f"with the same number (this run has {self.world_size})"
+            )
         step = int(meta["step"])
-        self._truncate_metrics(step)
+        if self.main:
+            self._truncate_metrics(step)
         return step, state
 
     def _truncate_metrics(self, step: int) -> None:
@@ -120,15 +129,19 @@ class StageRun:
 
     def meta(self, step: int, extra: dict) -> dict:
         return {"kind": self.kind, "identity": self.identity, "identity_sha256": self.identity_sha,
-                "step": step, **extra}
+                "step": step, "world_size": self.world_size, **extra}
 
     def save_checkpoint(self, step: int, state: dict, extra: dict) -> None:
-        save_checkpoint(self.checkpoint_path, self.meta(step, extra), state)
+        if self.main:
+            save_checkpoint(self.checkpoint_path, self.meta(step, extra), state)
 
-    def save_model(self, step: int, state: dict, extra: dict) -> str:
-        return save_checkpoint(self.model_path, self.meta(step, extra), state)
+    def save_model(self, step: int, state: dict, extra: dict) -> str | None:
+        """Write model.pt (rank 0; other ranks get None) and return its checksum."""
+        return save_checkpoint(self.model_path, self.meta(step, extra), state) if self.main else None
 
     def log(self, step: int, metrics: dict) -> None:
+        if not self.main:
+            return
         row = {"step": step, **{k: round(float(v), 6) for k, v in metrics.items()}}
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

@@ -63,16 +63,28 @@ class RewardModel(nn.Module):
         self.audio_encoder = WindowEncoder(cfg.audio_channels, cfg)
         self.log_inv_temperature = nn.Parameter(torch.tensor(-math.log(cfg.init_temperature)))
 
+    def forward(self, motion: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, J*3), (B, T, F) -> unit embeddings (B, E) of the motion and of the audio windows."""
+        return self.motion_encoder(motion), self.audio_encoder(audio)
+
+    def logits_of(self, motion_emb: torch.Tensor, audio_emb: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, E), (B, E) -> (B, B) similarity / temperature (motion rows, audio columns)."""
+        scale = self.log_inv_temperature.clamp(max=math.log(100.0)).exp()  # CLIP caps 1/T at 100
+        return scale * motion_emb @ audio_emb.t()
+
     def logits(self, motion: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """(B, T, J*3), (B, T, F) -> (B, B) similarity / temperature (motion rows, audio columns)."""
-        scale = self.log_inv_temperature.clamp(max=math.log(100.0)).exp()  # CLIP caps 1/T at 100
-        return scale * self.motion_encoder(motion) @ self.audio_encoder(audio).t()
+        return self.logits_of(*self(motion, audio))
 
-    def info_nce(self, motion: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Symmetric InfoNCE (row i's positive is column i); returns (loss, (B, B) logits)."""
-        logits = self.logits(motion, audio)
+    def info_nce_of(self, motion_emb: torch.Tensor, audio_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symmetric InfoNCE of embeddings (row i's positive is column i); returns (loss, (B, B) logits)."""
+        logits = self.logits_of(motion_emb, audio_emb)
         target = torch.arange(len(logits), device=logits.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)), logits
+
+    def info_nce(self, motion: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symmetric InfoNCE of windows (row i's positive is column i); returns (loss, (B, B) logits)."""
+        return self.info_nce_of(*self(motion, audio))
 
     def score(self, motion: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Reward of each (motion, audio) window pair: (B, T, J*3), (B, T, F) -> (B,) cosine in [-1, 1]."""

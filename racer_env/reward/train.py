@@ -17,9 +17,10 @@ from tqdm.auto import tqdm
 
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus
+from racer_env.distributed import gather_rows_with_grad, setup
 from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import WindowSet, build_windows
-from racer_env.training import StageRun, config_for, resolve_device, step_rng, weight_settings
+from racer_env.training import StageRun, config_for, step_rng, weight_settings
 from racer_env.vqvae.tokenize import load_vqvae
 from racer_env.workspace import Workspace
 
@@ -86,12 +87,13 @@ def train_reward(
     """Train (or resume, or skip when current) the reward model of ``workspace``."""
     ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
-    dev = resolve_device(device)
+    ctx, dev = setup(device)
     vqvae, _, vqvae_sha = load_vqvae(ws, corpus, dev)
     arch = RewardConfig(motion_channels=corpus.n_joints * 3, audio_channels=corpus.n_audio_features,
                         window_codes=config.window_codes, **REWARD_PRESETS[config.preset])
     run = StageRun(ws.root / "reward", "reward", {"train": weight_settings(config), "arch": arch.to_dict(),
-                                                  "corpus": corpus.checksum, "vqvae": vqvae_sha})
+                                                  "corpus": corpus.checksum, "vqvae": vqvae_sha},
+                   ctx.world_size, ctx.is_main)
     if run.is_current() and not force and not resume:
         return {"skipped": True, "model": str(run.model_path)}
     torch.manual_seed(config.seed)
@@ -105,14 +107,19 @@ def train_reward(
     index = {(int(c), int(s)): i for i, (c, s) in enumerate(zip(windows.clip, windows.start))}
     extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus),
              "vqvae_sha256": vqvae_sha, "seed": config.seed}
+    net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
+    ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train reward", disable=not progress)
+    bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train reward",
+               disable=not progress or not ctx.is_main)
     t0 = time.perf_counter()
     model.train()
     for step in bar:
         idx = sample_pairs(windows, index, step_rng(config.seed, step), config.batch_size)
-        batch = windows.subset(idx)
-        loss, logits = model.info_nce(batch.motion.to(dev), batch.audio.to(dev))
+        batch = windows.subset(ctx.shard(idx, config.batch_size))  # this rank's share of the global batch
+        motion_emb, audio_emb = net(batch.motion.to(dev), batch.audio.to(dev))
+        # in-batch negatives from every rank: the loss (and its gradient) of the global batch
+        loss, logits = model.info_nce_of(gather_rows_with_grad(motion_emb), gather_rows_with_grad(audio_emb))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -125,8 +132,10 @@ def train_reward(
         if done % config.checkpoint_every == 0 or done == end:
             run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": opt.state_dict()}, extra)
     bar.close()
+    ctx.barrier()  # rank 0's last checkpoint is written before any rank moves on
     if end < config.steps:
         return {"skipped": False, "stopped_at": end, "checkpoint": str(run.checkpoint_path)}
     checksum = run.save_model(config.steps, {"model": model.state_dict()}, extra)
+    ctx.barrier()  # the model is written before any rank moves on (e.g. to a stage that reads it)
     return {"skipped": False, "model": str(run.model_path), "checksum": checksum,
             "seconds": time.perf_counter() - t0, "windows": len(windows)}

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from racer_env.distributed import gather_rows
+
 FRAMES_PER_CODE = 8  # three stride-2 stages
 DILATIONS = (1, 3, 9)  # RB(p, d) with p = d keeps the length
 
@@ -143,6 +145,8 @@ class Quantizer(nn.Module):
 
     @torch.no_grad()
     def _update(self, flat: torch.Tensor, codes: torch.Tensor, generator: torch.Generator | None) -> None:
+        # under torch.distributed every rank updates from the global batch, so the codebooks stay identical
+        flat, codes = gather_rows(flat), gather_rows(codes)
         counts = torch.bincount(codes, minlength=self.cfg.codebook_size).to(flat.dtype)  # (N,)
         if self.cfg.ema:
             sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)  # (N, D)

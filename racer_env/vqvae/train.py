@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus, CorpusError
+from racer_env.distributed import setup, sum_over_ranks
 from racer_env.training import (
     StageRun,
     config_for,
-    resolve_device,
     step_rng,
     step_torch_generator,
     weight_settings,
@@ -128,11 +128,11 @@ def train_vqvae(
     ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     arch = preset_config(config.preset, corpus.n_joints, ema=config.ema, dead_code_reset=config.dead_code_reset)
+    ctx, dev = setup(device)
     run = StageRun(ws.root / "vqvae", "vqvae", {"train": weight_settings(config), "arch": arch.to_dict(),
-                                                "corpus": corpus.checksum})
+                                                "corpus": corpus.checksum}, ctx.world_size, ctx.is_main)
     if run.is_current() and not force and not resume:
         return {"skipped": True, "model": str(run.model_path)}
-    dev = resolve_device(device)
     torch.manual_seed(config.seed)
     model = VQVAE(arch).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=(0.9, 0.999))
@@ -145,37 +145,40 @@ def train_vqvae(
         sched.load_state_dict(state["scheduler"])
         window = state["usage_window"]
     clips = load_training_motion(corpus, config.crop_frames)
+    net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
+    ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
     extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus), "seed": config.seed}
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train vqvae", disable=not progress)
+    bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train vqvae",
+               disable=not progress or not ctx.is_main)
     t0 = time.perf_counter()
     model.train()
     for step in bar:
-        x = sample_batch(clips, step_rng(config.seed, step), config.batch_size, config.crop_frames).to(dev)
-        loss, parts, codes = vqvae_loss(model, x, config.commitment, step_torch_generator(config.seed, step))
+        x = sample_batch(clips, step_rng(config.seed, step), config.batch_size, config.crop_frames)
+        x = ctx.shard(x, config.batch_size).to(dev)  # this rank's share of the global batch
+        loss, parts, codes = vqvae_loss(net, x, config.commitment, step_torch_generator(config.seed, step))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        window[step % USAGE_WINDOW] = torch.bincount(codes.flatten().cpu(), minlength=arch.codebook_size)
+        window[step % USAGE_WINDOW] = sum_over_ranks(torch.bincount(codes.flatten(), minlength=arch.codebook_size)).cpu()
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             ppl, used = code_statistics(window.sum(0))
-            metrics = {"losses/total": loss.item(), "losses/rec": parts["rec"].item(), "losses/vel": parts["vel"].item(),
-                       "losses/acc": parts["acc"].item(), "losses/codebook": parts["codebook"].item(),
-                       "losses/commitment": parts["commitment"].item(), "codebook/perplexity": ppl,
-                       "codebook/used_frac": used,
-                       "lr": sched.get_last_lr()[0]}
+            losses = ctx.mean_dict({"losses/total": loss.item(), **{f"losses/{k}": v.item() for k, v in parts.items()}})
+            metrics = {**losses, "codebook/perplexity": ppl, "codebook/used_frac": used, "lr": sched.get_last_lr()[0]}
             run.log(done, metrics)
-            bar.set_postfix(loss=f"{loss.item():.3f}", rec=f"{parts['rec'].item():.3f}", ppl=f"{ppl:.0f}",
+            bar.set_postfix(loss=f"{losses['losses/total']:.3f}", rec=f"{losses['losses/rec']:.3f}", ppl=f"{ppl:.0f}",
                             used=f"{used:.2f}")
         if done % config.checkpoint_every == 0 or done == end:
             run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                        "scheduler": sched.state_dict(), "usage_window": window}, extra)
     bar.close()
+    ctx.barrier()  # rank 0's last checkpoint is written before any rank moves on
     if end < config.steps:
         return {"skipped": False, "stopped_at": end, "checkpoint": str(run.checkpoint_path)}
     checksum = run.save_model(config.steps, {"model": model.state_dict()}, extra)
+    ctx.barrier()  # the model is written before any rank moves on (e.g. to a stage that reads it)
     return {"skipped": False, "model": str(run.model_path), "checksum": checksum,
             "seconds": time.perf_counter() - t0, "steps": config.steps - start}
 
