@@ -99,10 +99,18 @@ def find_dataset(workspace: Workspace, dataset_id: str | None):
     return minari.load_dataset(max(candidates)[1])
 
 
-def train_agent(workspace: str | Workspace, config: AgentTrainConfig = AgentTrainConfig(), resume: bool = False,
+def train_agent(workspace: str | Workspace, config=AgentTrainConfig(), resume: bool = False,
                 force: bool = False, device: str = "cpu", progress: bool = True,
                 stop_after: int | None = None) -> dict:
-    """Train (or resume, or skip when current) an agent; it is saved in ``W/agents/<algo name>/``."""
+    """Train (or resume, or skip when current) an agent; it is saved in ``W/agents/<algo name>/``.
+
+    ``config`` may also be an :class:`racer_agents.online.OnlineTrainConfig` (``dqn``, ``actor-critic``): those
+    learn on the vector environment instead of the dataset."""
+    from racer_agents.online import OnlineTrainConfig, train_online
+
+    if isinstance(config, OnlineTrainConfig):
+        return train_online(workspace, config, resume=resume, force=force, device=device, progress=progress,
+                            stop_after=stop_after)
     ws = Workspace.of(workspace)
     with minari_root(ws):
         dataset = find_dataset(ws, config.dataset)

@@ -17,6 +17,13 @@ _gym.register(
     vector_entry_point="racer_env.envs.vector:GestureSynthesisVectorEnv",
     kwargs={"split": "train", "segment_codes": 15},
 )
+# the paper's distance-reward ablation: negative pose distance to the ground truth instead of the contrastive model
+_gym.register(
+    id="racer/GestureSynthesisDistance-v0",
+    entry_point="racer_env.envs.gesture:GestureSynthesisEnv",
+    vector_entry_point="racer_env.envs.vector:GestureSynthesisVectorEnv",
+    kwargs={"split": "train", "segment_codes": 15, "reward": "distance"},
+)
 # whole held-out clips, for evaluation
 _gym.register(
     id="racer/GestureSynthesisClip-v0",

@@ -7,7 +7,7 @@
     racer train reward W [--preset demo] [--seed N] [--resume]     contrastive reward model
     racer evaluate codebook W [--json]                             held-out MAJE, code usage, perplexity
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
-    racer dataset build W [--augment K] [--id ID]                  the augmented Minari dataset
+    racer dataset build W [--augment K] [--id ID] [--reward distance]  the augmented Minari dataset
     racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
     racer generate [W] --audio speech.wav [--agent NAME] [--out DIR] gestures for a recording (npz, bvh, mp4);
                                                                    without W: the shipped pretrained demo weights
@@ -126,6 +126,9 @@ def _add_dataset_parsers(stages) -> None:
     build.add_argument("--segment-codes", type=_positive_int, default=15, help="actions per episode (H)")
     build.add_argument("--stride", type=_positive_int, default=None, help="code steps between segments (default H)")
     build.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    build.add_argument("--reward", default="contrastive", choices=["contrastive", "distance"],
+                       help="step rewards: the contrastive model (default) or the negative pose distance to the "
+                            "ground truth (the paper's distance-reward ablation; id .../augmented_distance-v0)")
     build.add_argument("--device", default="cpu")
     build.add_argument("--quiet", action="store_true")
     build.set_defaults(func=cmd_dataset_build)
@@ -159,8 +162,8 @@ def _add_train_parsers(stages) -> None:
 
     agent = verbs.add_parser("agent", help="an agent on the workspace's Minari dataset")
     agent.add_argument("workspace", type=Path, help="workspace directory W")
-    agent.add_argument("--algo", default="racer-cql", help="racer-cql (default), bc, or d3rlpy:<Name> (e.g. "
-                       "d3rlpy:DiscreteCQL)")
+    agent.add_argument("--algo", default="racer-cql", help="racer-cql (default), bc, d3rlpy:<Name> (e.g. "
+                       "d3rlpy:DiscreteCQL) on the dataset, or dqn, actor-critic online on the environment")
     agent.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="GPT size (default demo)")
     agent.add_argument("--dataset", default=None, help="Minari dataset id (default: the workspace's newest)")
     agent.add_argument("--seed", type=int, default=0)
@@ -170,6 +173,10 @@ def _add_train_parsers(stages) -> None:
     agent.add_argument("--alpha", type=float, default=None, help="CQL conservative weight (default 1.0)")
     agent.add_argument("--gamma", type=float, default=None, help="discount (default 0.99, the paper's)")
     agent.add_argument("--checkpoint-every", type=_positive_int, default=None)
+    agent.add_argument("--num-envs", type=_positive_int, default=None,
+                       help="online agents: episodes collected per iteration (default 32)")
+    agent.add_argument("--reward", default=None, choices=["contrastive", "distance"],
+                       help="online agents: the environment's reward (default contrastive)")
     agent.add_argument("--resume", action="store_true", help="continue from the last checkpoint (GPT agents)")
     agent.add_argument("--force", action="store_true", help="retrain even if the agent is up to date")
     agent.add_argument("--device", default="cpu")
@@ -299,11 +306,22 @@ def cmd_train_reward(args: argparse.Namespace) -> int:
 
 
 def cmd_train_agent(args: argparse.Namespace) -> int:
+    from racer_agents.online import ONLINE_ALGOS, online_config_for
     from racer_agents.train import agent_config_for, train_agent
 
-    cfg = agent_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
-                           lr=args.lr, alpha=args.alpha, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
-                           dataset=args.dataset)
+    if args.algo in ONLINE_ALGOS:
+        if args.dataset or args.alpha is not None:
+            raise ValueError(f"--algo {args.algo} learns online on the environment: --dataset and --alpha do not apply")
+        cfg = online_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
+                                batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
+                                checkpoint_every=args.checkpoint_every, num_envs=args.num_envs, reward=args.reward)
+    else:
+        if args.num_envs is not None or args.reward is not None:
+            raise ValueError("--num-envs and --reward are for the online agents (--algo dqn or actor-critic); the "
+                             "offline agents take their rewards from the dataset (racer dataset build --reward)")
+        cfg = agent_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
+                               batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, gamma=args.gamma,
+                               checkpoint_every=args.checkpoint_every, dataset=args.dataset)
     result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,
                          progress=not args.quiet)
     if _print_train_result(f"agent {cfg.name}", result) and "transitions_per_second" in result:
@@ -381,7 +399,8 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
         raise ValueError(f"--augment must be >= 0, got {args.augment}")
     cfg = AugmentConfig(segment_codes=args.segment_codes, stride=args.stride or args.segment_codes,
                         augment=args.augment, seed=args.seed)
-    result = build_dataset(args.workspace, args.dataset_id, cfg, device=args.device, progress=not args.quiet)
+    result = build_dataset(args.workspace, args.dataset_id, cfg, device=args.device, progress=not args.quiet,
+                           reward=args.reward)
     if result["skipped"]:
         print(f"dataset {result['id']} in {result['root']} is up to date (same inputs and settings); skipped")
         return 0

@@ -37,7 +37,7 @@ from racer_env.dataset.episodes import (
     make_episodes,
     policy_episodes,
 )
-from racer_env.envs.episode_data import EnvData, ObservationConfig, load_env_data
+from racer_env.envs.episode_data import REWARD_KINDS, EnvData, ObservationConfig, load_env_data
 from racer_env.envs.gesture import observation_space
 from racer_env.workspace import Workspace, sha256_json
 
@@ -63,13 +63,15 @@ def minari_root(workspace: Workspace):
         os.environ.pop("MINARI_DATASETS_PATH", None)
 
 
-def default_dataset_id(workspace: Workspace) -> str:
+def default_dataset_id(workspace: Workspace, reward: str = "contrastive") -> str:
+    """``racer/<corpus>/augmented-v0`` (``augmented_distance`` for the distance reward)."""
     from racer_env.corpus.store import Corpus
 
     source = Corpus.load(workspace).manifest.get("source", {})
     name = "synth" if source.get("kind") == "synth" else Path(source.get("src", workspace.root.name)).name
     name = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "corpus"
-    return f"racer/{name}/{DATASET_NAME}-v0"
+    suffix = "" if reward == "contrastive" else f"_{reward}"
+    return f"racer/{name}/{DATASET_NAME}{suffix}-v0"
 
 
 def _existing_inputs(dataset_id: str) -> str | None:
@@ -118,12 +120,17 @@ def build_dataset(
     policy_id: str | None = None,
     device: str = "cpu",
     progress: bool = True,
+    reward: str = "contrastive",
 ) -> dict:
     """Build (or reuse) the workspace's Minari dataset; returns a summary with its id and figures.
 
     ``policy`` adds one rollout per ground-truth segment; ``policy_id`` (required with it, e.g. an agent's
-    checksum) identifies it, so a dataset of another policy is never mistaken for this one.
+    checksum) identifies it, so a dataset of another policy is never mistaken for this one. ``reward="distance"``
+    labels the steps with the negative pose distance to the ground truth (the distance-reward ablation;
+    default id ``racer/<corpus>/augmented_distance-v0``).
     """
+    if reward not in REWARD_KINDS:
+        raise ValueError(f"reward must be one of {REWARD_KINDS}, got {reward!r}")
     if (policy is None) != (policy_id is None):
         raise ValueError("policy and policy_id go together: pass both (policy_id names the policy) or neither")
     ws = Workspace.of(workspace)
@@ -132,18 +139,20 @@ def build_dataset(
     data = load_env_data(str(ws.root), device)
     inputs = {"augment": asdict(config), "observation": asdict(obs_config), "corpus": data.corpus_sha256,
               "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256, "policy": policy_id}
+    if reward != "contrastive":  # (absent for the contrastive reward: datasets built before the option stay current)
+        inputs["reward_kind"] = reward
     inputs_sha = sha256_json(inputs)
     with minari_root(ws) as root:
-        dataset_id, current = resolve_id(dataset_id, default_dataset_id(ws), inputs_sha)
+        dataset_id, current = resolve_id(dataset_id, default_dataset_id(ws, reward), inputs_sha)
         if current:
             return {"id": dataset_id, "skipped": True, "root": str(root)}
         episodes = make_episodes(data, data.split_ids("train"), config)
         if policy is not None:
             segments = sorted({(e.clip, e.start) for e in episodes})
             episodes += policy_episodes(data, segments, config.segment_codes, policy, obs_config)
-        label_episodes(data, episodes, obs_config, progress=progress)
-        ref_min, ref_max = reference_scores(data, episodes, config, obs_config)
-        _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws)
+        label_episodes(data, episodes, obs_config, progress=progress, reward=reward)
+        ref_min, ref_max = reference_scores(data, episodes, config, obs_config, reward)
+        _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward)
     counts = Counter(e.source for e in episodes)
     return {"id": dataset_id, "skipped": False, "root": str(root), "episodes": len(episodes),
             "steps": int(sum(len(e.actions) for e in episodes)), "sources": dict(counts),
@@ -151,18 +160,18 @@ def build_dataset(
 
 
 def reference_scores(data: EnvData, episodes: list[Episode], config: AugmentConfig,
-                     obs_config: ObservationConfig) -> tuple[float, float]:
+                     obs_config: ObservationConfig, reward: str = "contrastive") -> tuple[float, float]:
     """(mean return of uniformly random codes, mean ground-truth return) over the ground-truth segments."""
     gt = [e for e in episodes if e.source == "ground_truth"]
     rng = np.random.default_rng([config.seed, 1])
     random_eps = [Episode(e.clip, e.start, rng.integers(0, data.n_codes, len(e.actions)), "random") for e in gt]
-    label_episodes(data, random_eps, obs_config, progress=False)
+    label_episodes(data, random_eps, obs_config, progress=False, reward=reward)
     return (float(np.mean([e.rewards.sum() for e in random_eps])), float(np.mean([e.rewards.sum() for e in gt])))
 
 
 def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
            config: AugmentConfig, inputs: dict, inputs_sha: str, ref_min: float, ref_max: float,
-           ws: Workspace) -> None:
+           ws: Workspace, reward: str = "contrastive") -> None:
     """Create the Minari dataset, then store our metadata; on any failure remove what was written."""
     import minari
 
@@ -170,15 +179,16 @@ def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: 
         with warnings.catch_warnings():  # Minari warns that no env was given: the specs are stored just below
             warnings.filterwarnings("ignore", message="env_spec is None")
             warnings.filterwarnings("ignore", message="`eval_env` is set to None")
-            dataset = _create_minari_dataset(dataset_id, episodes, data, obs_config, config)
+            dataset = _create_minari_dataset(dataset_id, episodes, data, obs_config, config, reward)
         env_kwargs = {"workspace": str(ws.root.resolve()), "segment_codes": config.segment_codes,
                       **asdict(obs_config)}
-        spec, eval_spec = gym.spec("racer/GestureSynthesis-v0"), gym.spec("racer/GestureSynthesisClip-v0")
+        env_id = "racer/GestureSynthesis-v0" if reward == "contrastive" else "racer/GestureSynthesisDistance-v0"
+        spec, eval_spec = gym.spec(env_id), gym.spec("racer/GestureSynthesisClip-v0")
         dataset.storage.update_metadata({
             "env_spec": replace(spec, kwargs={**spec.kwargs, **env_kwargs}).to_json(),
             "eval_env_spec": replace(eval_spec, kwargs={**eval_spec.kwargs, "workspace": env_kwargs["workspace"],
                                                         **asdict(obs_config)}).to_json(),
-            "ref_min_score": ref_min, "ref_max_score": ref_max, "sources": list(SOURCES),
+            "ref_min_score": ref_min, "ref_max_score": ref_max, "sources": list(SOURCES), "racer_reward": reward,
             "racer_inputs": inputs, "racer_inputs_sha256": inputs_sha,
             "vqvae_sha256": inputs["vqvae"], "reward_sha256": inputs["reward"], "corpus_sha256": inputs["corpus"],
         })
@@ -188,7 +198,7 @@ def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: 
 
 
 def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
-                           config: AugmentConfig):
+                           config: AugmentConfig, reward: str = "contrastive"):
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -212,7 +222,8 @@ def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvDa
         code_permalink=_code_permalink(),
         description=(f"RACER gesture MDP offline data: ground-truth code trajectories of every training segment of "
                      f"{config.segment_codes} codes plus {config.augment} augmented episodes per segment "
-                     f"({', '.join(AUGMENTATIONS)}), rewards from the contrastive reward model. Per-step info "
+                     f"({', '.join(AUGMENTATIONS)}), rewards from "
+                     f"{'the contrastive reward model' if reward == 'contrastive' else 'the negative pose distance to the ground truth'}. Per-step info "
                      f"'source' indexes metadata 'sources'; episode metadata 'options' are the reset options."),
         requirements=[f"racer>={__version__}"], data_format="hdf5",
     )

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from racer_env.envs.episode_data import EnvData, ObservationConfig, observation, reward_window
+from racer_env.envs.episode_data import EnvData, ObservationConfig, observation, reward_input
 
 SOURCES = ("ground_truth", "random_substitution", "nn_substitution", "time_shift", "codes_from_other_clip",
            "policy")
@@ -133,17 +133,18 @@ def policy_episodes(data: EnvData, segments: list[tuple[str, int]], horizon: int
 
 
 def label_episodes(data: EnvData, episodes: list[Episode], cfg: ObservationConfig, batch: int = 4096,
-                   progress: bool = True) -> None:
-    """Fill every episode's observations and rewards; rewards come from batched reward-model calls."""
+                   progress: bool = True, reward: str = "contrastive") -> None:
+    """Fill every episode's observations and rewards (``reward``: "contrastive" or "distance", as the
+    environment's option); rewards come from batched calls."""
     windows: list[tuple[np.ndarray, np.ndarray]] = []
     for ep in tqdm(episodes, desc="observations", unit="episode", disable=not progress):
         clip = data.clips[ep.clip]
         history = np.concatenate([clip.codes[ep.start:ep.start + 1], ep.actions])  # a_0 .. a_H
         obs = [observation(clip, ep.start, history[:t + 1], cfg, data.n_codes) for t in range(len(history))]
         ep.observations = {k: np.stack([o[k] for o in obs]) for k in ("audio", "codes")}
-        windows += [reward_window(clip, ep.start, history[:t + 2], data.scorer.window_codes, data.frames_per_code)
-                    for t in range(len(ep.actions))]
-    rewards = np.concatenate([data.rewards(windows[i:i + batch])
+        windows += [reward_input(reward, clip, ep.start, history[:t + 2], data.scorer.window_codes,
+                                 data.frames_per_code) for t in range(len(ep.actions))]
+    rewards = np.concatenate([data.rewards(windows[i:i + batch], reward)
                               for i in tqdm(range(0, len(windows), batch), desc="rewards", unit="batch",
                                             disable=not progress)])
     offset = 0

@@ -15,8 +15,16 @@ import numpy as np
 import torch
 
 from racer_env.corpus.store import Corpus
+from racer_env.motion.rotations import rotvec_to_matrix
+from racer_env.motion.skeleton import forward_kinematics
 from racer_env.reward.scorer import RewardScorer
+from racer_env.reward.windows import decode_windows
 from racer_env.vqvae.tokenize import encode_clip
+
+#: the environment's reward options: the contrastive model's score (RACER) or the negative pose distance to the
+#: ground truth (the paper's "distance reward" ablation)
+REWARD_KINDS = ("contrastive", "distance")
+DISTANCE_UNIT_MM = 100.0  # the distance reward is in units of 10 cm, so that it is of the order of 1
 
 #: normalised audio features are clipped to [-AUDIO_BOUND, AUDIO_BOUND] so the observation space is finite.
 AUDIO_BOUND = 10.0
@@ -41,6 +49,9 @@ class ClipData:
     codes: np.ndarray  # (L,) int64 ground-truth codes from the VQ-VAE
     audio: np.ndarray  # (L * 8, F) float32 raw audio features (the reward scorer normalises them)
     audio_obs: np.ndarray  # (L, 8, F) float32 normalised, clipped audio features per code step
+    # (L * 8, J, 3) float32 ground-truth joint positions (mm) on the reference skeleton; None for speech without
+    # motion (generation), which has no distance reward
+    positions: np.ndarray | None = None
 
     @property
     def n_codes(self) -> int:
@@ -58,7 +69,7 @@ class EnvData:
         self.fps = corpus.fps
         self.n_codes = self.scorer.vqvae.cfg.codebook_size
         self.n_audio_features = corpus.n_audio_features
-        self.skeleton = corpus.skeleton
+        self.skeleton = corpus.skeleton  # the reference skeleton (of the first speaker): distances are measured on it
         self.stats = corpus.stats
         self.corpus_sha256 = corpus.checksum
         self.splits = {s: corpus.clip_ids(s) for s in ("train", "valid", "test")}
@@ -72,6 +83,7 @@ class EnvData:
                 codes=encode_clip(self.scorer.vqvae, clip, self.stats),
                 audio=clip.audio.astype(np.float32),
                 audio_obs=norm.reshape(n_codes, self.frames_per_code, -1),
+                positions=self._positions(clip.rotations[:n_codes * self.frames_per_code]),
             )
 
     def clip(self, clip_id: str) -> ClipData:
@@ -85,9 +97,17 @@ class EnvData:
             raise ValueError(f"split must be one of {list(self.splits)}, got {split!r}")
         return self.splits[split]
 
-    def rewards(self, windows: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Rewards of (codes (l,), raw audio (8l, F)) windows: one batched scorer call per window length
-        (one call once every episode is past its first W-1 steps)."""
+    def _positions(self, rotations: np.ndarray) -> np.ndarray:
+        """(T, J, 3) rotation vectors -> (T, J, 3) float32 joint positions (mm) on the reference skeleton."""
+        return forward_kinematics(self.skeleton, rotvec_to_matrix(rotations))[0].astype(np.float32)
+
+    def rewards(self, windows: list[tuple[np.ndarray, np.ndarray]], kind: str = "contrastive") -> np.ndarray:
+        """Rewards of reward inputs (see :func:`reward_input`), batched: one call per window length (one call once
+        every episode is past its first W-1 steps)."""
+        if kind == "distance":
+            return self.distance_rewards(windows)
+        if kind != "contrastive":
+            raise ValueError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
         out = np.zeros(len(windows), dtype=np.float32)
         by_len: dict[int, list[int]] = {}
         for i, (codes, _) in enumerate(windows):
@@ -96,6 +116,26 @@ class EnvData:
             codes = torch.from_numpy(np.stack([windows[i][0] for i in idx]))
             audio = torch.from_numpy(np.stack([windows[i][1] for i in idx]))
             out[idx] = self.scorer.rewards(codes, audio).numpy()
+        return out
+
+
+    @torch.no_grad()
+    def distance_rewards(self, windows: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """-(mean joint distance, in units of 10 cm) between the motion of the newest code, decoded in the context
+        of the codes (l,) before it, and the ground-truth positions (8, J, 3) of the same frames."""
+        out = np.zeros(len(windows), dtype=np.float32)
+        by_len: dict[int, list[int]] = {}
+        for i, (codes, _) in enumerate(windows):
+            by_len.setdefault(len(codes), []).append(i)
+        fpc, n_joints = self.frames_per_code, self.skeleton.n_joints
+        device = next(self.scorer.vqvae.parameters()).device
+        for idx in by_len.values():
+            codes = torch.from_numpy(np.stack([windows[i][0] for i in idx])).to(device)
+            motion = decode_windows(self.scorer.vqvae, codes)[:, -fpc:].cpu().numpy()  # (B, 8, J*3) normalised
+            rot = self.stats.denormalise_motion(motion).reshape(-1, n_joints, 3)  # (B * 8, J, 3)
+            pos = self._positions(rot).reshape(len(idx), fpc, n_joints, 3)
+            truth = np.stack([windows[i][1] for i in idx])  # (B, 8, J, 3)
+            out[idx] = -np.linalg.norm(pos - truth, axis=-1).mean(axis=(1, 2)) / DISTANCE_UNIT_MM
         return out
 
 
@@ -146,3 +186,18 @@ def reward_window(clip: ClipData, start: int, history: np.ndarray, window: int,
     last = start + len(history) - 1  # clip code step of the newest code
     first = last - len(codes) + 1
     return codes, clip.audio[first * frames_per_code:(last + 1) * frames_per_code]
+
+
+def reward_input(kind: str, clip: ClipData, start: int, history: np.ndarray, window: int,
+                 frames_per_code: int) -> tuple[np.ndarray, np.ndarray]:
+    """What :meth:`EnvData.rewards` scores for the newest code of an episode: (codes, raw audio) for the
+    contrastive reward, (codes, ground-truth positions (8, J, 3) of the newest code's frames) for the distance."""
+    codes, audio = reward_window(clip, start, history, window, frames_per_code)
+    if kind == "contrastive":
+        return codes, audio
+    if kind != "distance":
+        raise ValueError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
+    if clip.positions is None:
+        raise ValueError(f"clip {clip.clip_id!r} has no ground-truth motion: no distance reward")
+    last = start + len(history) - 1
+    return codes, clip.positions[last * frames_per_code:(last + 1) * frames_per_code]

@@ -10,10 +10,11 @@ from gymnasium import spaces
 
 from racer_env.envs.episode_data import (
     AUDIO_BOUND,
+    REWARD_KINDS,
     ObservationConfig,
     load_env_data,
     observation,
-    reward_window,
+    reward_input,
 )
 from racer_env.render import draw_pose, pose_positions
 from racer_env.vqvae.tokenize import decode_codes
@@ -93,6 +94,10 @@ class GestureSynthesisEnv(gym.Env):
     codes of the episode (a_0 included; fewer during the first W - 1 steps) and the speech features of the same
     frames; r_t is in [-1, 1]. W is the reward model's window (4 code steps by default).
 
+    With ``reward="distance"`` (``racer/GestureSynthesisDistance-v0``, the paper's distance-reward ablation)
+    r_t = -(mean over the newest code's 8 frames and the joints of the Euclidean distance between the decoded
+    joint positions and the ground truth's), in units of 10 cm, on the corpus's reference skeleton; r_t <= 0.
+
     ## Starting State
 
     A clip of ``split`` and a segment start drawn with ``self.np_random`` (uniform over clips long enough, then
@@ -113,20 +118,26 @@ class GestureSynthesisEnv(gym.Env):
     * ``segment_codes`` (15): H, actions per episode (the paper's 15-code sequences); ``None`` = whole clips
       (H = clip length - 1 - start).
     * ``past`` (3), ``lookahead`` (1), ``history`` (8): observation sizes P, A, C.
+    * ``reward`` ("contrastive"): "contrastive" (the reward model) or "distance" (pose distance to the truth).
     * ``device`` ("cpu"): where the VQ-VAE decoder and the reward model run.
     * ``render_mode`` (None or "rgb_array"): draws the decoded pose of the newest code (front view).
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version. ``racer/GestureSynthesisDistance-v0``: the same MDP with ``reward="distance"``.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 2.5}
 
     def __init__(self, workspace: str, split: str = "train", segment_codes: int | None = 15, past: int = 3,
-                 lookahead: int = 1, history: int = 8, device: str = "cpu", render_mode: str | None = None) -> None:
+                 lookahead: int = 1, history: int = 8, device: str = "cpu", render_mode: str | None = None,
+                 reward: str = "contrastive") -> None:
         self._kwargs = {"workspace": str(workspace), "split": split, "segment_codes": segment_codes, "past": past,
-                        "lookahead": lookahead, "history": history, "device": device, "render_mode": render_mode}
+                        "lookahead": lookahead, "history": history, "device": device, "render_mode": render_mode,
+                        "reward": reward}
+        if reward not in REWARD_KINDS:
+            raise ValueError(f"reward must be one of {REWARD_KINDS}, got {reward!r}")
+        self.reward = reward
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if segment_codes is not None and segment_codes < 1:
@@ -164,9 +175,9 @@ class GestureSynthesisEnv(gym.Env):
             raise RuntimeError("the episode is over (terminated); call reset() before step()")
         code = check_action(action, self.n_codes)
         self._history = np.append(self._history, code)
-        window = reward_window(self._clip, self._start, self._history, self.data.scorer.window_codes,
-                               self.data.frames_per_code)
-        reward = float(self.data.rewards([window])[0])
+        window = reward_input(self.reward, self._clip, self._start, self._history, self.data.scorer.window_codes,
+                              self.data.frames_per_code)
+        reward = float(self.data.rewards([window], self.reward)[0])
         terminated = len(self._history) > self._horizon
         return self._observation(), reward, terminated, False, {}
 

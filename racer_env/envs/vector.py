@@ -10,7 +10,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from racer_env.envs.episode_data import ObservationConfig, load_env_data, observation, reward_window
+from racer_env.envs.episode_data import ObservationConfig, load_env_data, observation, reward_input
 from racer_env.envs.gesture import GestureSynthesisEnv, check_action, choose_episode, observation_space
 
 
@@ -29,12 +29,13 @@ class GestureSynthesisVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, workspace: str = "", split: str = "train", segment_codes: int | None = 15,
                  past: int = 3, lookahead: int = 1, history: int = 8, device: str = "cpu",
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, reward: str = "contrastive") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         # one single env validates the arguments and renders; all share the loaded data
         self._template = GestureSynthesisEnv(workspace, split, segment_codes, past, lookahead, history, device,
-                                             render_mode)
+                                             render_mode, reward)
+        self.reward = reward
         self.data = load_env_data(str(workspace), device)
         self.num_envs = num_envs
         self.split, self.segment_codes, self.render_mode = split, segment_codes, render_mode
@@ -94,12 +95,12 @@ class GestureSynthesisVectorEnv(VectorEnv):
                 self._reset_one(i, None)
                 continue
             self._histories[i] = np.append(self._histories[i], check_action(actions[i], self.n_codes))
-            windows.append(reward_window(self._clips[i], int(self._starts[i]), self._histories[i],
-                                         self.data.scorer.window_codes, self.data.frames_per_code))
+            windows.append(reward_input(self.reward, self._clips[i], int(self._starts[i]), self._histories[i],
+                                        self.data.scorer.window_codes, self.data.frames_per_code))
             stepped.append(i)
             terminated[i] = len(self._histories[i]) > self._horizons[i]
         if stepped:
-            rewards[stepped] = self.data.rewards(windows)
+            rewards[stepped] = self.data.rewards(windows, self.reward)
         self._autoreset = terminated.copy()
         return self._observations(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), {}
 
