@@ -21,6 +21,7 @@ and its PMB on whole validation clips. All go to ``W/agents/<algo>/metrics.jsonl
 from __future__ import annotations
 
 import copy
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -76,12 +77,15 @@ class OnlineTrainConfig:
     checkpoint_every: int = 50
     log_every: int = 5
     seed: int = 0
+    agent_name: str | None = None  # W/agents/<name>/; default: the algorithm's name
 
     def __post_init__(self) -> None:
         if self.algo not in ONLINE_ALGOS:
             raise ValueError(f"online --algo must be one of {ONLINE_ALGOS}, got {self.algo!r}")
         if self.preset not in GPT_PRESETS:
             raise ValueError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
+        if self.agent_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.agent_name):
+            raise ValueError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
         if self.reward not in REWARD_KINDS:
             raise ValueError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
         if min(self.steps, self.num_envs, self.segment_codes, self.batch_size, self.replay_capacity) < 1:
@@ -92,7 +96,7 @@ class OnlineTrainConfig:
 
     @property
     def name(self) -> str:
-        return self.algo
+        return self.agent_name or self.algo
 
 
 #: per-preset defaults (``demo``: minutes on 2 CPU cores; ``paper``: the paper's GPT size).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -51,18 +52,21 @@ class AgentTrainConfig:
     log_every: int = 25
     seed: int = 0
     dataset: str | None = None  # Minari id; default: the newest racer dataset of this workspace
+    agent_name: str | None = None  # W/agents/<name>/; default: the algorithm's name (racer-cql, bc, d3rlpy-<Name>)
 
     def __post_init__(self) -> None:
         if self.algo not in ("racer-cql", "bc") and not self.algo.startswith("d3rlpy:"):
             raise ValueError(f"--algo must be racer-cql, bc or d3rlpy:<Name>, got {self.algo!r}")
         if self.preset not in GPT_PRESETS:
             raise ValueError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
+        if self.agent_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.agent_name):
+            raise ValueError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
         if not 0 <= self.gamma <= 1 or self.alpha < 0:
             raise ValueError(f"need 0 <= gamma <= 1 and alpha >= 0, got {self.gamma}, {self.alpha}")
 
     @property
     def name(self) -> str:
-        return self.algo.replace(":", "-")
+        return self.agent_name or self.algo.replace(":", "-")
 
 
 TRAIN_DEFAULTS: dict[str, dict] = {

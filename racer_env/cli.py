@@ -166,6 +166,8 @@ def _add_train_parsers(stages) -> None:
                        "d3rlpy:DiscreteCQL) on the dataset, or dqn, actor-critic online on the environment")
     agent.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="GPT size (default demo)")
     agent.add_argument("--dataset", default=None, help="Minari dataset id (default: the workspace's newest)")
+    agent.add_argument("--name", default=None, help="agent name, W/agents/<name>/ (default: the algorithm's), e.g. "
+                       "racer-cql-distance for racer-cql on the distance-reward dataset")
     agent.add_argument("--seed", type=int, default=0)
     agent.add_argument("--steps", type=_positive_int, default=None)
     agent.add_argument("--batch-size", type=_positive_int, default=None, help="segments per step")
@@ -314,14 +316,15 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
             raise ValueError(f"--algo {args.algo} learns online on the environment: --dataset and --alpha do not apply")
         cfg = online_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
                                 batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                                checkpoint_every=args.checkpoint_every, num_envs=args.num_envs, reward=args.reward)
+                                checkpoint_every=args.checkpoint_every, num_envs=args.num_envs, reward=args.reward,
+                                agent_name=args.name)
     else:
         if args.num_envs is not None or args.reward is not None:
             raise ValueError("--num-envs and --reward are for the online agents (--algo dqn or actor-critic); the "
                              "offline agents take their rewards from the dataset (racer dataset build --reward)")
         cfg = agent_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
                                batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, gamma=args.gamma,
-                               checkpoint_every=args.checkpoint_every, dataset=args.dataset)
+                               checkpoint_every=args.checkpoint_every, dataset=args.dataset, agent_name=args.name)
     result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,
                          progress=not args.quiet)
     if _print_train_result(f"agent {cfg.name}", result) and "transitions_per_second" in result:

@@ -24,7 +24,7 @@ from racer_env.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from racer_env.workspace import sha256_json
 
 #: training settings that do not change the weights, left out of a run's identity.
-BOOKKEEPING = ("checkpoint_every", "log_every")
+BOOKKEEPING = ("checkpoint_every", "log_every", "eval_every", "agent_name")
 
 
 def weight_settings(config) -> dict:

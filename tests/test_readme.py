@@ -8,6 +8,7 @@ them must apply, so an example that drifts from these patterns fails here instea
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -26,6 +27,7 @@ SHELL_SUBSTITUTIONS = [
     ("--preset demo", "--preset tiny"),
     ("--steps 1000", "--steps 10 --preset tiny"),
     ("--steps 400", "--steps 4 --preset tiny"),
+    ("--steps 300", "--steps 3 --preset tiny"),
     ("racer evaluate reward W", "racer evaluate reward W --candidates 8"),
     ("racer train agent T --algo racer-cql", "racer train agent T --algo racer-cql --preset tiny --steps 10"),
     ("racer corpus import trinity/ T --unit cm", "racer corpus import trinity/ T --unit cm --workers 1"),
@@ -87,6 +89,8 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert (tmp_path / "W" / "eval" / "test.json").is_file()
     assert (tmp_path / "W" / "generated" / "speech" / "speech.mp4").is_file()
     assert (tmp_path / "T" / "generated" / "speech" / "speech.bvh").is_file()
+    evaluated = json.loads((tmp_path / "W" / "eval" / "test.json").read_text())["systems"]
+    assert {"racer-cql", "bc", "racer-cql-distance", "dqn", "actor-critic", "d3rlpy-DiscreteCQL"} <= set(evaluated)
 
 
 @pytest.mark.parametrize("command", ["make demo", "make test"])
