@@ -50,17 +50,6 @@ def worker(args) -> None:
                                                  "samples_per_second": steps * samples / result["seconds"]}))
 
 
-def prepare(base: Path) -> None:
-    from racer_env.cli import main as racer
-
-    for argv in (["corpus", "synth", str(base), "--minutes", "10", "--speakers", "2", "--seed", "0", "--quiet"],
-                 ["train", "vqvae", str(base), "--preset", "demo", "--quiet"],
-                 ["train", "reward", str(base), "--preset", "demo", "--quiet"],
-                 ["dataset", "build", str(base), "--quiet"]):
-        if racer(argv):
-            raise SystemExit(f"racer {' '.join(argv)} failed")
-
-
 def timed(base: Path, trainer: str, procs: int, steps: int, device: str, cores: int) -> dict:
     ws = base.parent / f"run-{trainer}-{procs}"
     if ws.exists():
@@ -94,6 +83,9 @@ def main() -> None:
         return
     base = args.workspace or Path(tempfile.mkdtemp(prefix="racer-ddp-")) / "base"
     os.environ.setdefault("MINARI_DATASETS_PATH", str(base.resolve() / "datasets"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality import prepare  # the quality run's corpus, VQ-VAE, reward model and dataset
+
     prepare(base)
     cores = os.cpu_count() or 1
     rows = []

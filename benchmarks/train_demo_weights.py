@@ -62,6 +62,7 @@ def main() -> None:
             "evaluation": evaluation["agents"]["systems"],
             "codebook": {k: v for k, v in evaluation["codebook"].items() if k != "params"},
             "sha256": {rel: sha256_file(tmp / rel) for rel in FILES}})
+    args.out.chmod(0o755)  # (the staging directory was created private)
     pretrained_workspace(args.out)  # verifies what was written
     size = sum((args.out / rel).stat().st_size for rel in (*FILES, MANIFEST))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
