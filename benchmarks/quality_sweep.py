@@ -54,9 +54,9 @@ def run_variant(source: Path, ws: Path, variant: dict, steps: int) -> dict:
     start = time.perf_counter()
     if "reward" in variant:
         train_reward(ws, reward_train_config_for("demo", **variant["reward"]), force=True, progress=False)
-    dataset = None
-    if "augment" in variant or "reward" in variant:
-        dataset = build_dataset(ws, config=AugmentConfig(**variant.get("augment", {})), progress=False)["id"]
+    # always an explicit id (the quality run's dataset is reused when current): the Minari root also holds the
+    # other variants' datasets, and the default would take the newest version built from these models
+    dataset = build_dataset(ws, config=AugmentConfig(**variant.get("augment", {})), progress=False)["id"]
     steps = steps * variant.get("steps_factor", 1)
     train_agent(ws, agent_config_for("demo", algo="racer-cql", seed=0, steps=steps, dataset=dataset,
                                      **variant.get("agent", {})), progress=False)

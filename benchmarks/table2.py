@@ -48,7 +48,7 @@ def seed_workspace(base: Path, name: str) -> Path:
     return ws
 
 
-def run_seed(base: Path, seed: int, gpt_steps: int, online_steps: int, distance_id: str) -> dict:
+def run_seed(base: Path, seed: int, gpt_steps: int, online_steps: int, dataset_id: str, distance_id: str) -> dict:
     ws, ws_distance = seed_workspace(base, f"seed{seed}"), seed_workspace(base, f"seed{seed}-distance")
     seconds = {}
 
@@ -60,10 +60,10 @@ def run_seed(base: Path, seed: int, gpt_steps: int, online_steps: int, distance_
               flush=True)
         return result
 
-    timed("bc", lambda: train_agent(ws, agent_config_for("demo", algo="bc", seed=seed, steps=gpt_steps),
-                                    progress=False))
+    timed("bc", lambda: train_agent(ws, agent_config_for("demo", algo="bc", seed=seed, steps=gpt_steps,
+                                                         dataset=dataset_id), progress=False))
     timed("racer-cql", lambda: train_agent(ws, agent_config_for("demo", algo="racer-cql", seed=seed,
-                                                                steps=gpt_steps), progress=False))
+                                                                steps=gpt_steps, dataset=dataset_id), progress=False))
     timed("distance", lambda: train_agent(ws_distance, agent_config_for("demo", algo="racer-cql", seed=seed,
                                                                         steps=gpt_steps, dataset=distance_id),
                                           progress=False))
@@ -165,9 +165,10 @@ def main() -> None:
         from quality import prepare  # the quality run's corpus, VQ-VAE, reward model and dataset
 
         prepare(base)
-    build_dataset(base, progress=False)  # current: reused
+    # explicit ids: the base's Minari root may hold other versions (e.g. benchmarks/quality_sweep.py's variants)
+    dataset_id = build_dataset(base, progress=False)["id"]  # the quality run's dataset (reused when current)
     distance_id = build_dataset(base, progress=False, reward="distance")["id"]
-    runs = [run_seed(base, seed, args.gpt_steps, args.online_steps, distance_id) for seed in args.seeds]
+    runs = [run_seed(base, seed, args.gpt_steps, args.online_steps, dataset_id, distance_id) for seed in args.seeds]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "args": {
         "seeds": args.seeds, "gpt_steps": args.gpt_steps, "online_steps": args.online_steps}}, indent=2) + "\n")

@@ -131,8 +131,10 @@ def train_agent(workspace: str | Workspace, config=AgentTrainConfig(), resume: b
     extra["gpt"] = gpt_cfg.to_dict()
     directory = ws.root / "agents" / config.name
     if config.algo.startswith("d3rlpy:"):
-        return _train_d3rlpy(directory, dataset, config, gpt_cfg, obs_cfg, extra, force, device, progress)
-    return _train_gpt(directory, segments, config, gpt_cfg, extra, resume, force, device, progress, stop_after)
+        result = _train_d3rlpy(directory, dataset, config, gpt_cfg, obs_cfg, extra, force, device, progress)
+    else:
+        result = _train_gpt(directory, segments, config, gpt_cfg, extra, resume, force, device, progress, stop_after)
+    return {**result, "dataset": dataset.spec.dataset_id}
 
 
 def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gpt_cfg: GPTConfig, extra: dict,

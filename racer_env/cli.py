@@ -9,6 +9,7 @@
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
     racer dataset build W [--augment K] [--id ID] [--reward distance]  the augmented Minari dataset
     racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
+    racer train agent W --algo dqn|actor-critic                    online agents on the vector environment
     racer generate [W] --audio speech.wav [--agent NAME] [--out DIR] gestures for a recording (npz, bvh, mp4);
                                                                    without W: the shipped pretrained demo weights
     racer evaluate W [--agent NAME] [--split test] [--json]        metrics of agents on held-out clips
@@ -327,8 +328,12 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
                                checkpoint_every=args.checkpoint_every, dataset=args.dataset, agent_name=args.name)
     result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,
                          progress=not args.quiet)
-    if _print_train_result(f"agent {cfg.name}", result) and "transitions_per_second" in result:
+    if _print_train_result(f"agent {cfg.name}", result) and "dataset" in result:
+        print(f"dataset {result['dataset']}")
+    if int(os.environ.get("RANK", "0")) == 0 and "transitions_per_second" in result:
         print(f"{result['transitions_per_second']:.0f} transitions/s")
+    if "env_steps_per_second" in result:
+        print(f"{result['env_steps_per_second']:.0f} environment steps/s")
     return 0
 
 
