@@ -324,11 +324,10 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
             run.save_checkpoint(done, learner.state_dict(), extra)
     bar.close()
     seconds = time.perf_counter() - t0
-    if end < config.steps:
-        return {"skipped": False, "stopped_at": end, "checkpoint": str(run.checkpoint_path)}
-    checksum = run.save_model(config.steps, {"model": learner.policy.state_dict()}, extra)
-    return {"skipped": False, "model": str(run.model_path), "checksum": checksum, "seconds": seconds,
-            "env_steps_per_second": env_steps / max(seconds, 1e-9)}
+    result = run.finish(end, config.steps, {"model": learner.policy.state_dict()}, extra)
+    if "stopped_at" in result:
+        return result
+    return {**result, "seconds": seconds, "env_steps_per_second": env_steps / max(seconds, 1e-9)}
 
 
 class _DQN:

@@ -191,15 +191,12 @@ def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gp
             run.save_checkpoint(done, {"model": model.state_dict(), "target": target.state_dict(),
                                        "optimizer": opt.state_dict()}, extra)
     bar.close()
-    ctx.barrier()  # rank 0's last checkpoint is written before any rank moves on
-    if end < config.steps:
-        return {"skipped": False, "stopped_at": end, "checkpoint": str(run.checkpoint_path)}
-    checksum = run.save_model(config.steps, {"model": model.state_dict()}, extra)
-    ctx.barrier()  # the model is written before any rank moves on (e.g. to a stage that reads it)
+    result = run.finish(end, config.steps, {"model": model.state_dict()}, extra)
+    if "stopped_at" in result:
+        return result
     seconds = time.perf_counter() - t0
     transitions = (config.steps - start) * config.batch_size * gpt_cfg.max_steps  # all ranks together
-    return {"skipped": False, "model": str(run.model_path), "checksum": checksum, "seconds": seconds,
-            "transitions_per_second": transitions / max(seconds, 1e-9)}
+    return {**result, "seconds": seconds, "transitions_per_second": transitions / max(seconds, 1e-9)}
 
 
 def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,

@@ -139,6 +139,17 @@ class StageRun:
         """Write model.pt (rank 0; other ranks get None) and return its checksum."""
         return save_checkpoint(self.model_path, self.meta(step, extra), state) if self.main else None
 
+    def finish(self, end: int, steps: int, model_state: dict, extra: dict) -> dict:
+        """End of a training call that ran up to step ``end`` of ``steps``: the result of an interrupted run, or
+        model.pt written (by rank 0) with its checksum. Every rank waits until rank 0's files are written, so no
+        rank moves on to a stage that reads them too early (torch.distributed runs)."""
+        _barrier()
+        if end < steps:
+            return {"skipped": False, "stopped_at": end, "checkpoint": str(self.checkpoint_path)}
+        checksum = self.save_model(steps, model_state, extra)
+        _barrier()
+        return {"skipped": False, "model": str(self.model_path), "checksum": checksum}
+
     def log(self, step: int, metrics: dict) -> None:
         if not self.main:
             return
@@ -147,6 +158,12 @@ class StageRun:
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _barrier() -> None:
+    """Wait for every rank of a torch.distributed run (nothing to do in a single process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def resolve_device(name: str) -> torch.device:

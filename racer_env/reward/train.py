@@ -132,10 +132,7 @@ def train_reward(
         if done % config.checkpoint_every == 0 or done == end:
             run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": opt.state_dict()}, extra)
     bar.close()
-    ctx.barrier()  # rank 0's last checkpoint is written before any rank moves on
-    if end < config.steps:
-        return {"skipped": False, "stopped_at": end, "checkpoint": str(run.checkpoint_path)}
-    checksum = run.save_model(config.steps, {"model": model.state_dict()}, extra)
-    ctx.barrier()  # the model is written before any rank moves on (e.g. to a stage that reads it)
-    return {"skipped": False, "model": str(run.model_path), "checksum": checksum,
-            "seconds": time.perf_counter() - t0, "windows": len(windows)}
+    result = run.finish(end, config.steps, {"model": model.state_dict()}, extra)
+    if "stopped_at" in result:
+        return result
+    return {**result, "seconds": time.perf_counter() - t0, "windows": len(windows)}
