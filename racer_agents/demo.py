@@ -34,8 +34,8 @@ class DemoConfig:
     """What ``racer demo`` builds; :func:`demo_config` fills in a preset's values."""
 
     preset: str = "demo"  # model sizes: demo (the README's main job, <= 10 min on 2 cores) or tiny (tests)
-    minutes: float = 10.0  # built-in corpus length
-    speakers: int = 2
+    minutes: float = 60.0  # built-in corpus length: test and valid splits of 12 clips each
+    speakers: int = 4
     clip_seconds: float = 30.0
     seed: int = 0  # seeds every stage
     agent_steps: int | None = 1000  # None: the agent preset's default

@@ -1,44 +1,65 @@
-"""``racer evaluate W [--agent NAME] [--split test]``: the metrics of agents on whole held-out clips.
+"""``racer evaluate W [--agent NAME] [--split test]``: agents beside reference systems on whole held-out clips.
 
 Every system generates the motion of every clip of the split through the environment (whole clips, a_0 = the
-clip's first ground-truth code) and is compared with the clip's real motion:
+clip's first ground-truth code) and is compared with the clip's real motion. Reference systems come first, so
+that every agent figure can be read against what no learning, and what a perfect code choice, achieve:
 
-* ``ground_truth``: the real motion (its mean reward is that of its VQ-VAE codes);
+* ``ground_truth``: the corpus motion itself (its mean reward: the reward model on the real motion);
+* ``reconstruction``: the clip's ground-truth codes decoded by the VQ-VAE: the ceiling of any code-choosing agent;
 * ``random``: uniformly random codes;
-* each agent asked for (default: every agent of the workspace).
+* ``nearest_neighbour``: at each step the code the speaker used at the training step with the nearest speech
+  context (:mod:`racer_agents.retrieval`): retrieval without learning;
+* then each agent asked for (default: every agent of the workspace; none is needed).
 
-Audio beats are the onsets librosa detects in each clip's stored onset-strength feature (so no raw audio is
-needed). Results go to ``W/eval/<split>.json`` and ``.md``; every number carries its metric parameters.
+Figures: per-clip values are in the JSON (``per_clip``); each table figure is computed over the clips of the
+split, and ``ci95`` holds its bootstrap 95 % interval over clips (the clips resampled with replacement, the figure
+recomputed, the 2.5th and 97.5th percentiles). Corpora from the built-in speaker also get the rule-recovery
+metrics (:mod:`racer_env.metrics.rules`). Audio beats are the onsets librosa detects in each clip's stored
+onset-strength feature (so no raw audio is needed). Results go to ``W/eval/<split>.json`` and ``.md``; every
+number carries its metric parameters.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from racer_agents.agent import Agent, GPTAgent, RandomAgent, list_agents, load_agent
 from racer_agents.generate import decode_long
-from racer_env.corpus.store import Corpus
-from racer_env.envs.episode_data import ObservationConfig
+from racer_agents.retrieval import NearestNeighbourAgent
+from racer_env.corpus.store import Clip, Corpus
+from racer_env.envs.episode_data import ObservationConfig, load_env_data
 from racer_env.envs.gesture import GestureSynthesisEnv
 from racer_env.metrics import fgd as fgd_mod
-from racer_env.metrics.motion import beat_alignment, jerk, l1_diversity, mad, maje, motion_beats, pmb
+from racer_env.metrics import rules
+from racer_env.metrics.motion import audio_beats, beat_alignment, jerk, l1_diversity, mad, maje, motion_beats, pmb
+from racer_env.metrics.sync import SMOOTHING_S, energy_from_features, sync
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
-from racer_env.vqvae.tokenize import load_vqvae
+from racer_env.motion.upper_body import find_roles
 from racer_env.workspace import Workspace, write_json_atomic
 
-METRICS = ("maje_mm", "mad_mm_s2", "fgd", "raw_fgd", "pmb_pct", "beat_align", "l1_div_mm", "jerk_mm_s3",
+REFERENCE_SYSTEMS = ("ground_truth", "reconstruction", "random", "nearest_neighbour")
+#: metrics of every corpus (the first table).
+METRICS = ("maje_mm", "mad_mm_s2", "fgd", "raw_fgd", "pmb_pct", "beat_align", "sync", "l1_div_mm", "jerk_mm_s3",
            "mean_reward")
+#: rule-recovery metrics of corpora with synthetic annotations (the second table; None elsewhere).
+RULE_METRICS = ("stroke_precision", "stroke_recall", "stroke_f1", "nod_f1", "rest_in_pauses_pct",
+                "stroke_size_loudness_spearman")
+#: per-clip means (the rest are pooled over the clips: FGD, diversity, rule metrics).
+PER_CLIP = ("maje_mm", "mad_mm_s2", "pmb_pct", "beat_align", "sync", "jerk_mm_s3", "mean_reward")
+BOOTSTRAP = 200  # resamples of the clips for each 95 % interval
+RAW_FGD_BOOTSTRAP = 30  # of those, the first ones also recompute raw-space FGD (a 360-dim matrix square root each)
 
 
 class _GroundTruthCodes(Agent):
-    """Replays a clip's own codes (for the reward of the real motion)."""
+    """Replays a clip's own codes: the reconstruction reference."""
 
-    name = "ground_truth"
+    name = "reconstruction"
 
     def __init__(self, n_codes: int) -> None:
         self.n_codes, self.codes, self.t = n_codes, np.zeros(0, dtype=np.int64), 0
@@ -51,12 +72,10 @@ class _GroundTruthCodes(Agent):
         return int(self.codes[self.t])
 
 
-def audio_beats(clip, corpus: Corpus) -> np.ndarray:
+def clip_audio_beats(clip: Clip, corpus: Corpus) -> np.ndarray:
     """Onset times (s) detected in the clip's onset-strength feature column."""
     cfg = corpus.manifest["audio_features"]
-    envelope = clip.audio[:, cfg["n_mels"]].astype(np.float64)
-    return librosa.onset.onset_detect(onset_envelope=envelope, sr=cfg["sample_rate"],
-                                      hop_length=cfg["sample_rate"] // int(corpus.fps), units="time")
+    return audio_beats(clip.audio[:, cfg["n_mels"]], cfg["sample_rate"], corpus.fps)
 
 
 def positions(skeleton, rotations: np.ndarray) -> np.ndarray:
@@ -79,78 +98,210 @@ def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[
     return np.array(codes), float(np.mean(rewards))
 
 
+@torch.no_grad()
+def real_motion_reward(env: GestureSynthesisEnv, clip: Clip, corpus: Corpus) -> float:
+    """Mean per-step reward of the corpus motion itself: the reward model on the real (normalised) motion of the
+    same windows the environment scores (the last W code steps, fewer at the start), against their audio."""
+    scorer, fpc = env.data.scorer, corpus.frames_per_code
+    n_codes = clip.n_frames // fpc
+    motion = torch.from_numpy(corpus.stats.normalise_motion(clip.motion_features()[:n_codes * fpc]).astype(np.float32))
+    audio = (torch.from_numpy(clip.audio[:n_codes * fpc].astype(np.float32)) - scorer.audio_mean) / scorer.audio_std
+    w, device = scorer.window_codes, next(scorer.reward_model.parameters()).device
+    by_len: dict[int, list[int]] = {}
+    for t in range(1, n_codes):
+        by_len.setdefault(min(w, t + 1), []).append(t)
+    total = 0.0
+    for length, steps in by_len.items():
+        frames = [slice((t + 1 - length) * fpc, (t + 1) * fpc) for t in steps]
+        m = torch.stack([motion[f] for f in frames]).to(device)  # (B, 8 * length, J * 3)
+        a = torch.stack([audio[f] for f in frames]).to(device)  # (B, 8 * length, F)
+        total += float(scorer.reward_model.score(m, a).sum())
+    return total / max(n_codes - 1, 1)
+
+
+@dataclass
+class _ClipResult:
+    """One system's output on one clip and the per-clip parts of every metric."""
+
+    motion: np.ndarray  # (T, J, 3) positions (mm)
+    values: dict[str, float]  # the PER_CLIP metrics
+    windows: np.ndarray  # (n, window, J, 3) FGD windows of the motion
+    features: np.ndarray | None  # (n, d) extractor features of the windows
+    rules: rules.ClipRules | None
+
+
+@dataclass
+class _Reference:
+    """The real motion of the split's clips and what every system is compared with."""
+
+    clips: list[Clip]
+    motions: list[np.ndarray]  # (T, J, 3) real positions per clip
+    windows: list[np.ndarray]
+    features: list[np.ndarray | None]
+    beats: list[np.ndarray]
+    annotations: list[dict | None]
+    rest: list[dict | None]
+
+
+def _reference(ws: Workspace, corpus: Corpus, clips: list[Clip], extractor) -> _Reference:
+    motions = [positions(c.skeleton, c.rotations) for c in clips]
+    windows = [fgd_mod.windows(m) for m in motions]
+    annotations = [rules.load_annotation(ws.root, c.id) for c in clips]
+    rest = [None if a is None else rules.rest_positions(rules.hands_of(m, corpus.joint_names),
+                                                          rules.pause_mask(a, len(m), corpus.fps))
+            for m, a in zip(motions, annotations)]
+    return _Reference(clips, motions, windows, [extractor.features(w) if extractor else None for w in windows],
+                      [clip_audio_beats(c, corpus) for c in clips], annotations, rest)
+
+
+def _sync(motion: np.ndarray, clip: Clip, corpus: Corpus) -> float:
+    """``sync`` of (T, J, 3) positions against the clip's speech energy (:mod:`racer_env.metrics.sync`)."""
+    roles = find_roles(clip.skeleton, source=clip.id)
+    energy = energy_from_features(clip.audio, corpus.manifest["audio_features"]["n_mels"])
+    n = min(len(motion), len(energy))
+    return sync(motion[:n], [roles["right_hand"], roles["left_hand"]], energy[:n], corpus.fps)
+
+
+def _clip_result(ref: _Reference, i: int, motion: np.ndarray, rotations: np.ndarray, reward: float,
+                 corpus: Corpus, extractor, sigma: float, tolerance: float) -> _ClipResult:
+    clip, real, fps = ref.clips[i], ref.motions[i], corpus.fps
+    beats = motion_beats(motion, fps)
+    windows = fgd_mod.windows(motion)
+    values = {
+        "maje_mm": maje(motion, real), "mad_mm_s2": mad(motion, real, fps),
+        "pmb_pct": pmb(beats, ref.beats[i], tolerance),
+        "beat_align": beat_alignment(beats, ref.beats[i], sigma) if len(ref.beats[i]) else None,
+        "sync": _sync(motion, clip, corpus),
+        "jerk_mm_s3": jerk(motion, fps), "mean_reward": reward,
+    }
+    clip_rules = None
+    if ref.annotations[i] is not None:
+        clip_rules = rules.clip_rules(motion, rotations, corpus.joint_names, ref.annotations[i], fps, ref.rest[i])
+    return _ClipResult(motion, values, windows, extractor.features(windows) if extractor else None, clip_rules)
+
+
+def _aggregate(results: list[_ClipResult], ref: _Reference, idx: np.ndarray, seed: int, raw_fgd: bool = True) -> dict:
+    """Every metric over the clips ``idx`` (a resample may repeat clips); ``raw_fgd=False`` leaves raw-space FGD
+    out (None), the one slow figure."""
+    out: dict[str, float | None] = {}
+    for key in PER_CLIP:
+        values = [results[i].values[key] for i in idx if results[i].values[key] is not None]
+        out[key] = float(np.mean(values)) if values else None
+    real_w = np.concatenate([ref.windows[i] for i in idx])
+    gen_w = np.concatenate([results[i].windows for i in idx])
+    out["raw_fgd"] = fgd_mod.raw_fgd(real_w, gen_w) if raw_fgd else None
+    out["fgd"] = (fgd_mod.frechet_distance(np.concatenate([ref.features[i] for i in idx]),
+                                           np.concatenate([results[i].features for i in idx]))
+                  if results[0].features is not None else None)
+    out["l1_div_mm"] = l1_diversity([results[i].motion for i in idx], seed=seed)
+    clip_rules = [results[i].rules for i in idx if results[i].rules is not None]
+    out.update(rules.pooled_rules(clip_rules) if clip_rules else dict.fromkeys(RULE_METRICS))
+    return out
+
+
+def _bootstrap(results: list[_ClipResult], ref: _Reference, point: dict, seed: int, n: int) -> dict:
+    """95 % intervals of every metric over clips resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    draws = [_aggregate(results, ref, rng.integers(0, len(results), len(results)), seed, k < RAW_FGD_BOOTSTRAP)
+             for k in range(n)]
+    ci = {}
+    for key, value in point.items():
+        samples = [d[key] for d in draws if d[key] is not None]
+        ci[key] = None if value is None or not samples else [float(np.percentile(samples, 2.5)),
+                                                             float(np.percentile(samples, 97.5))]
+    return ci
+
+
+def reference_and_agents(ws: Workspace, corpus: Corpus, agents: list[str], seed: int, device: str) -> dict[str, Agent]:
+    """The reference systems, then the workspace's agents, by name."""
+    data = load_env_data(str(ws.root), device)
+    systems: dict[str, Agent | None] = {"ground_truth": None, "reconstruction": _GroundTruthCodes(data.n_codes),
+                                        "random": RandomAgent(data.n_codes, seed),
+                                        "nearest_neighbour": NearestNeighbourAgent(data)}
+    systems.update({name: load_agent(ws, name, device) for name in agents})
+    return systems
+
+
 def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split: str = "test", sigma: float = 0.3,
-             tolerance: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+             tolerance: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True,
+             bootstrap: int = BOOTSTRAP) -> dict:
+    """Metrics of the reference systems and of ``agents`` (default: every agent of the workspace) on ``split``."""
     ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
-    vqvae, _, _ = load_vqvae(ws, corpus, device)
-    names = agents if agents is not None else list_agents(ws)
-    systems: dict[str, Agent] = {"ground_truth": _GroundTruthCodes(vqvae.cfg.codebook_size),
-                                 "random": RandomAgent(vqvae.cfg.codebook_size, seed)}
-    systems.update({name: load_agent(ws, name, device) for name in names})
     clips = corpus.clips(split)
     if not clips:
         raise ValueError(f"split {split!r} of {corpus.directory} has no clips")
+    names = agents if agents is not None else list_agents(ws)
+    systems = reference_and_agents(ws, corpus, names, seed, device)
     try:
         extractor = fgd_mod.load_extractor(joint_names=corpus.joint_names)
     except ValueError:
         extractor = None  # another joint layout: only raw-space FGD
-    real = [positions(c.skeleton, c.rotations) for c in clips]
-    real_windows = np.concatenate([fgd_mod.windows(p) for p in real])
-    beats = [audio_beats(c, corpus) for c in clips]
-    results = {}
+    ref = _reference(ws, corpus, clips, extractor)
+    vqvae = load_env_data(str(ws.root), device).scorer.vqvae
+    out, per_clip = {}, {}
     for name, agent in systems.items():
-        obs_cfg = agent.obs_cfg if isinstance(agent, GPTAgent) else ObservationConfig()
+        obs_cfg = agent.obs_cfg if isinstance(agent, (GPTAgent, NearestNeighbourAgent)) else ObservationConfig()
         env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
                                   lookahead=obs_cfg.lookahead, history=obs_cfg.history, device=device)
-        motions, rewards = [], []
-        for clip, pos in tqdm(list(zip(clips, real)), desc=f"evaluate {name}", disable=not progress):
-            if isinstance(agent, _GroundTruthCodes):
-                agent.codes = env.data.clip(clip.id).codes
-            codes, reward = rollout_clip(env, agent, clip.id)
-            rewards.append(reward)
-            motions.append(pos if name == "ground_truth" else positions(clip.skeleton, decode_long(vqvae, codes, corpus)))
-        results[name] = _metrics(motions, real, real_windows, beats, rewards, extractor, corpus.fps, sigma,
-                                 tolerance, seed)
-    return {"split": split, "clips": len(clips), "systems": results,
+        results = []
+        for i, clip in enumerate(tqdm(clips, desc=f"evaluate {name}", disable=not progress)):
+            if agent is None:  # the corpus motion
+                motion, rotations, reward = ref.motions[i], clip.rotations, real_motion_reward(env, clip, corpus)
+            else:
+                if isinstance(agent, _GroundTruthCodes):
+                    agent.codes = env.data.clip(clip.id).codes
+                codes, reward = rollout_clip(env, agent, clip.id)
+                rotations = decode_long(vqvae, codes, corpus)
+                motion = positions(clip.skeleton, rotations)
+            results.append(_clip_result(ref, i, motion, rotations, reward, corpus, extractor, sigma, tolerance))
+        point = _aggregate(results, ref, np.arange(len(results)), seed)
+        out[name] = {**point, "ci95": _bootstrap(results, ref, point, seed, bootstrap)}
+        per_clip[name] = {key: [r.values[key] for r in results] for key in PER_CLIP}
+    return {"split": split, "clips": len(clips), "clip_ids": [c.id for c in clips], "systems": out,
+            "per_clip": per_clip, "reference_systems": list(REFERENCE_SYSTEMS),
             "params": {"fps": corpus.fps, "pmb_tolerance_s": tolerance, "beat_sigma_s": sigma,
                        "motion_beats": "local minima of mean joint speed after a drop >= 10% of its 5-95% range",
                        "audio_beats": "librosa onset_detect on the onset-strength feature",
                        "fgd_window_frames": fgd_mod.WINDOW, "fgd_stride_frames": fgd_mod.STRIDE,
                        "fgd_extractor_sha256": fgd_mod.EXTRACTOR_SHA256 if extractor else None,
                        "raw_fgd": "every 4th frame, root-relative, 100 mm units", "l1_div_window_frames": 40,
-                       "mean_reward": "mean per-step reward over each clip's episode, averaged over clips",
+                       "mean_reward": "mean per-step reward over each clip's episode, averaged over clips; "
+                                      "ground_truth: the reward model on the real motion of the same windows",
+                       "sync": f"zero-lag Pearson correlation of mean wrist speed and speech RMS energy, both smoothed "
+                               f"by a Gaussian of sigma {SMOOTHING_S} s (racer_env.metrics.sync)", "rules": rules.RULE_PARAMS if any(ref.annotations) else None,
+                       "nearest_neighbour": "code of the training step with the nearest normalised audio context "
+                                            "(Euclidean, the observation's past/lookahead window)",
+                       "ci95": f"bootstrap over clips, {bootstrap} resamples ({min(bootstrap, RAW_FGD_BOOTSTRAP)} for "
+                               f"raw_fgd), 2.5-97.5 percentiles",
+                       "aggregation": f"per-clip means: {', '.join(PER_CLIP)}; pooled over clips: the rest",
                        "seed": seed}}
 
 
-def _metrics(motions, real, real_windows, beats, rewards, extractor, fps, sigma, tolerance, seed) -> dict:
-    windows = np.concatenate([fgd_mod.windows(m) for m in motions])
-    motion_b = [motion_beats(m, fps) for m in motions]
-    return {
-        "maje_mm": float(np.mean([maje(m, r) for m, r in zip(motions, real)])),
-        "mad_mm_s2": float(np.mean([mad(m, r, fps) for m, r in zip(motions, real)])),
-        "fgd": fgd_mod.fgd(extractor, real_windows, windows) if extractor is not None else None,
-        "raw_fgd": fgd_mod.raw_fgd(real_windows, windows),
-        "pmb_pct": float(np.mean([pmb(mb, ab, tolerance) for mb, ab in zip(motion_b, beats)])),
-        "beat_align": float(np.mean([beat_alignment(mb, ab, sigma) for mb, ab in zip(motion_b, beats) if len(ab)])),
-        "l1_div_mm": l1_diversity(motions, seed=seed),
-        "jerk_mm_s3": float(np.mean([jerk(m, fps) for m in motions])),
-        "mean_reward": float(np.mean(rewards)),
-    }
+def _cell(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "n/a"
+    fmt = (lambda v: f"{v:.3f}") if abs(value) < 100 else (lambda v: f"{v:.1f}")
+    return fmt(value) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
+def _table(result: dict, keys: tuple[str, ...]) -> list[str]:
+    rows = ["| system | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 1)]
+    for name, m in result["systems"].items():
+        rows.append(f"| {name} | " + " | ".join(_cell(m[k], m["ci95"].get(k)) for k in keys) + " |")
+    return rows
 
 
 def markdown_table(result: dict) -> str:
-    """The systems as rows, the metrics as columns."""
-    head = "| system | " + " | ".join(METRICS) + " |"
-    rows = [head, "|" + " --- |" * (len(METRICS) + 1)]
-    for name, m in result["systems"].items():
-        cells = ["n/a" if m[k] is None else f"{m[k]:.3f}" if abs(m[k]) < 100 else f"{m[k]:.1f}" for k in METRICS]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    """The systems as rows, the metrics as columns (95 % intervals over clips in brackets)."""
+    rows = _table(result, METRICS)
+    if result["params"]["rules"] is not None:
+        rows += ["", "Rule recovery (built-in speaker's annotation):", ""] + _table(result, RULE_METRICS)
     p = result["params"]
     rows.append("")
     rows.append(f"Split {result['split']} ({result['clips']} clips), {p['fps']:g} fps; PMB tolerance "
                 f"{p['pmb_tolerance_s']} s; beat alignment sigma {p['beat_sigma_s']} s; FGD on {p['fgd_window_frames']}"
-                f"-frame windows every {p['fgd_stride_frames']} frames.")
+                f"-frame windows every {p['fgd_stride_frames']} frames; [95 % bootstrap interval over clips].")
     return "\n".join(rows) + "\n"
 
 

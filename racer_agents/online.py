@@ -244,7 +244,7 @@ def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, hor
                     obs_cfg: ObservationConfig, device: torch.device, reward: str) -> dict:
     """Mean greedy return on fixed validation segments and PMB on whole validation clips."""
     from racer_agents.agent import GPTAgent
-    from racer_agents.evaluate import audio_beats, positions, rollout_clip
+    from racer_agents.evaluate import clip_audio_beats, positions, rollout_clip
     from racer_agents.generate import decode_long
     from racer_env.corpus.store import Corpus
     from racer_env.envs.gesture import GestureSynthesisEnv
@@ -262,7 +262,7 @@ def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, hor
     for clip in corpus.clips("valid"):
         codes, _ = rollout_clip(env, agent, clip.id)
         motion = positions(clip.skeleton, decode_long(env.data.scorer.vqvae, codes, corpus))
-        scores.append(pmb(motion_beats(motion, corpus.fps), audio_beats(clip, corpus), 0.2))
+        scores.append(pmb(motion_beats(motion, corpus.fps), clip_audio_beats(clip, corpus), 0.2))
     model.train(was_training)
     return {"eval/return": float(episodes.rewards.sum(1).mean()),
             "eval/pmb_pct": float(np.mean(scores)) if scores else float("nan")}

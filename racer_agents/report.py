@@ -42,7 +42,11 @@ def _codebook_lines(codebook: dict) -> list[str]:
     return ["| codebook (VQ-VAE) | value |", "| --- | --- |",
             f"| held-out MAJE (mm) | {codebook['maje_mm']:.2f} |",
             f"| codes used (fraction of {codebook['params']['codebook_size']}) | {codebook['codes_used_frac']:.3f} |",
-            f"| perplexity | {codebook['perplexity']:.1f} |"]
+            f"| perplexity | {codebook['perplexity']:.1f} |",
+            *([] if codebook.get("stroke_recall") is None else [
+                f"| annotated strokes kept (recall, 0.1 s) | {codebook['stroke_recall']:.3f} |",
+                f"| stroke peak hand speed, decoded / corpus | {codebook['stroke_peak_speed_ratio']:.3f} |",
+                f"| annotated nods kept (recall, 0.1 s) | {codebook['nod_recall']:.3f} |"])]
 
 
 def _reward_lines(reward: dict) -> list[str]:
@@ -76,6 +80,10 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
         f"{_count(len(summary['speakers']), 'speaker')}; {_count(summary['splits']['train']['clips'], 'clip')} to "
         f"train on, evaluated on the {config.split} split ({_count(agents['clips'], 'clip')})."), "",
         "## Agents on held-out speech", "",
+        ("Reference systems first: `ground_truth` is the corpus motion, `reconstruction` its ground-truth codes "
+         "decoded (the ceiling of any code-choosing agent), `random` uniformly random codes, `nearest_neighbour` "
+         "the code of the training step with the nearest speech (retrieval without learning). Brackets: 95 % "
+         "bootstrap interval over clips."), "",
         markdown_table(agents).rstrip(), "",
         (f"racer-cql vs the supervised baseline (bc): FGD ratio {_ratio(r['fgd'], b['fgd'])}, PMB "
         f"{r['pmb_pct'] - b['pmb_pct']:+.1f} points, mean reward {r['mean_reward'] - b['mean_reward']:+.3f}. "

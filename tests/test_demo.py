@@ -25,8 +25,9 @@ def test_demo_runs_every_stage_and_reports(demo_run):
     assert [r.skipped for r in results] == [False] * 9
     assert len(lines) == 18 and lines[0].startswith("[1/9]") and lines[-1].startswith("[9/9] report: done")
     report = (ws / "report.md").read_text()
-    table = [line for line in report.splitlines() if re.match(r"\| (bc|racer-cql|ground_truth|random) \|", line)]
-    assert len(table) == 4
+    systems = "bc|racer-cql|ground_truth|reconstruction|random|nearest_neighbour"
+    table = [line for line in report.splitlines() if re.match(rf"\| ({systems}) \|", line)]
+    assert len(table) == 2 * 6  # the metrics table and the rule-recovery table, reference systems and agents
     evaluation = json.loads((ws / "demo" / "evaluation.json").read_text())
     cql = evaluation["agents"]["systems"]["racer-cql"]
     assert f"{cql['maje_mm']:.3f}" in report  # the table holds the measured figures

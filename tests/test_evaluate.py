@@ -4,20 +4,25 @@ import json
 
 import pytest
 
-from racer_agents.evaluate import METRICS, evaluate
+from racer_agents.evaluate import METRICS, REFERENCE_SYSTEMS, RULE_METRICS, evaluate
 from racer_env.cli import main
 from racer_env.metrics.fgd import EXTRACTOR_SHA256, load_extractor
 
 
 def test_evaluate_reports_every_metric_for_every_system(agent_workspace):
     result = evaluate(agent_workspace, ["racer-cql", "d3rlpy-DiscreteBC"], split="test", progress=False)
-    assert list(result["systems"]) == ["ground_truth", "random", "racer-cql", "d3rlpy-DiscreteBC"]
+    assert list(result["systems"]) == [*REFERENCE_SYSTEMS, "racer-cql", "d3rlpy-DiscreteBC"]
     truth = result["systems"]["ground_truth"]
     for key in ("maje_mm", "mad_mm_s2", "fgd", "raw_fgd"):
         assert truth[key] == pytest.approx(0.0, abs=1e-6), key  # the real motion against itself
     for name, metrics in result["systems"].items():
-        assert set(metrics) == set(METRICS), name
+        assert set(metrics) == {*METRICS, *RULE_METRICS, "ci95"}, name
         assert 0.0 <= metrics["pmb_pct"] <= 100.0 and 0.0 <= metrics["beat_align"] <= 1.0
+        assert -1.0 <= metrics["sync"] <= 1.0 and 0.0 <= metrics["stroke_f1"] <= 1.0
+        for key, ci in metrics["ci95"].items():  # every figure has its interval over clips, around it
+            if ci is not None and metrics[key] is not None:
+                assert ci[0] <= ci[1], (name, key)
+        assert len(result["per_clip"][name]["maje_mm"]) == result["clips"]
     assert result["systems"]["random"]["maje_mm"] > 0
     assert result["params"]["pmb_tolerance_s"] == 0.2 and result["params"]["beat_sigma_s"] == 0.3
     assert result["params"]["fgd_extractor_sha256"] == EXTRACTOR_SHA256
@@ -26,7 +31,7 @@ def test_evaluate_reports_every_metric_for_every_system(agent_workspace):
 def test_evaluate_command_writes_json_and_markdown(agent_workspace, capsys):
     assert main(["evaluate", str(agent_workspace), "--agent", "bc", "--json", "--quiet"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert list(printed["systems"]) == ["ground_truth", "random", "bc"]
+    assert list(printed["systems"]) == [*REFERENCE_SYSTEMS, "bc"]
     assert (agent_workspace / "eval" / "test.json").is_file()
     assert "| bc |" in (agent_workspace / "eval" / "test.md").read_text()
 
@@ -34,3 +39,14 @@ def test_evaluate_command_writes_json_and_markdown(agent_workspace, capsys):
 def test_shipped_extractor_is_verified_and_refuses_other_layouts():
     with pytest.raises(ValueError, match="trained on joints"):
         load_extractor(joint_names=["Hips", "Head"])
+
+
+def test_reference_systems_need_no_agent(trained_workspace):
+    """Before any agent is trained, racer evaluate W measures the reference systems alone."""
+    result = evaluate(trained_workspace, split="test", progress=False, bootstrap=20)
+    assert list(result["systems"]) == list(REFERENCE_SYSTEMS)
+    recon, truth = result["systems"]["reconstruction"], result["systems"]["ground_truth"]
+    assert recon["maje_mm"] > 0 and truth["maje_mm"] == 0
+    # the built-in speaker's annotation gives rule recovery: the corpus motion recovers its own strokes
+    assert truth["stroke_recall"] == 1.0 and truth["stroke_precision"] == 1.0
+    assert result["params"]["rules"]["stroke_tolerance_s"] == 0.2

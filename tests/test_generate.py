@@ -43,7 +43,9 @@ def test_silence_gives_the_rest_pose(agent_workspace, tmp_path):
     result = generate(agent_workspace, tmp_path / "quiet.wav", agent="bc", formats=(), progress=False)
     vqvae, _, _ = load_vqvae(agent_workspace)
     assert result.silent and set(result.codes.tolist()) == {rest_code(vqvae)}
-    assert np.ptp(result.rotations, axis=0).max() < 0.01  # radians: one pose throughout (decoder edge effects)
+    # radians (~1 degree): one pose throughout, up to the decoder's edge effects, which the light decode smoothing
+    # (sigma 0.5 frame, chosen so that beat strokes survive) no longer hides below 0.01
+    assert np.ptp(result.rotations, axis=0).max() < 0.02
 
 
 def test_too_short_or_broken_audio_is_a_clear_error(agent_workspace, tmp_path):

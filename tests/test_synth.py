@@ -20,6 +20,7 @@ from racer_env.corpus.synth import (
     trinity_skeleton,
     two_bone_ik,
 )
+from racer_env.metrics.rules import REST_RADIUS_MM, REST_SPEED_MM_S, detect_strokes
 from racer_env.motion.bvh import read_bvh
 from racer_env.motion.rotations import euler_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
@@ -27,10 +28,6 @@ from racer_env.motion.skeleton import forward_kinematics
 MINUTES = 2.0
 SPEAKERS = 2
 SEED = 7
-#: a detected stroke: hand-speed local maximum with downward velocity above this (mm/s).
-STROKE_DOWN_SPEED_MM_S = 450.0
-REST_RADIUS_MM = 30.0
-REST_SPEED_MM_S = 100.0
 
 
 @pytest.fixture(scope="module")
@@ -46,27 +43,6 @@ def _hands(info: SynthClipInfo) -> tuple[dict[str, np.ndarray], float]:
     pos, _ = forward_kinematics(bvh.skeleton, bvh.local_rotations(), translations=bvh.translations())
     names = bvh.skeleton.names
     return {side: pos[:, names.index(f"{side.capitalize()}Hand")] for side in ("right", "left")}, bvh.fps
-
-
-def _detect_strokes(hand: np.ndarray, fps: float) -> list[tuple[int, float, int]]:
-    """(frame, size mm, start frame) of each hand-speed peak moving down faster than the threshold.
-
-    The size is the distance between the hand positions at the speed minima around the peak; the start
-    frame is the speed minimum before it.
-    """
-    vel = np.gradient(hand, axis=0) * fps
-    speed = np.linalg.norm(vel, axis=1)
-    out = []
-    for t in range(1, len(speed) - 1):
-        if speed[t] > speed[t - 1] and speed[t] >= speed[t + 1] and -vel[t, 1] > STROKE_DOWN_SPEED_MM_S:
-            a = t
-            while a > 0 and speed[a - 1] < speed[a]:
-                a -= 1
-            b = t
-            while b < len(speed) - 1 and speed[b + 1] < speed[b]:
-                b += 1
-            out.append((t, float(np.linalg.norm(hand[b] - hand[a])), a))
-    return out
 
 
 def test_clip_durations():
@@ -170,7 +146,7 @@ def _measure(corpus):
         onsets = librosa.onset.onset_detect(y=y, sr=sr, hop_length=160, units="time")
         stressed = np.array([s["onset"] for s in ann["syllables"] if s["stressed"]])
         stressed_onsets = [o for o in onsets if stressed.size and np.min(np.abs(stressed - o)) <= 0.05]
-        strokes = {side: _detect_strokes(h, fps) for side, h in hands.items()}
+        strokes = {side: detect_strokes(h, fps) for side, h in hands.items()}
         out.append((info, ann, hands, fps, np.array(stressed_onsets), strokes))
     return out
 
@@ -184,9 +160,9 @@ def test_strokes_fall_on_stressed_onsets(measured):
     near = total = 0
     for _, ann, _, fps, stressed_onsets, strokes in measured:
         for side in strokes:
-            for t, _, _ in strokes[side]:
+            for stroke in strokes[side]:
                 total += 1
-                if stressed_onsets.size and np.min(np.abs(stressed_onsets - t / fps)) <= 0.1:
+                if stressed_onsets.size and np.min(np.abs(stressed_onsets - stroke.frame / fps)) <= 0.1:
                     near += 1
     assert total >= 10, "too few strokes detected to test the rule"
     assert near / total >= 0.8, f"only {near}/{total} detected strokes lie within 0.1 s of a stressed onset"
@@ -221,12 +197,12 @@ def _stroke_pairs(measured, speaker: int):
         stressed = [s for s in syl if s["stressed"]]
         onsets = np.array([s["onset"] for s in stressed])
         for side in strokes:
-            for t, size, start in strokes[side]:
-                k = int(np.argmin(np.abs(onsets - t / fps)))
-                if abs(onsets[k] - t / fps) <= 0.1:
-                    rows.append(
-                        (stressed[k]["loudness_db"], stressed[k]["pitch_hz"], size, hands[side][start, 1])
-                    )
+            for stroke in strokes[side]:
+                t = stroke.frame / fps
+                k = int(np.argmin(np.abs(onsets - t)))
+                if abs(onsets[k] - t) <= 0.1:
+                    rows.append((stressed[k]["loudness_db"], stressed[k]["pitch_hz"], stroke.size_mm,
+                                 hands[side][stroke.start_frame, 1]))
     return np.array(rows)
 
 

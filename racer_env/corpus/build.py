@@ -27,8 +27,8 @@ def _sources_current(directory: Path, params: dict) -> bool:
 
 def synth_corpus(
     workspace: str | os.PathLike | Workspace,
-    minutes: float = 10.0,
-    speakers: int = 2,
+    minutes: float = 60.0,
+    speakers: int = 4,
     seed: int = 0,
     clip_seconds: float = 30.0,
     config: ImportConfig | None = None,

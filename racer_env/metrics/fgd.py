@@ -21,8 +21,9 @@ WINDOW = 32  # frames (1.6 s at 20 fps)
 STRIDE = 8  # frames between windows (one code step)
 FPS = 20.0
 SCALE_MM = 100.0  # positions are divided by this before the extractor
+VELOCITY_FPS = 10.0  # velocities enter the extractor as displacement per 1/VELOCITY_FPS s (~ the pose scale)
 EXTRACTOR_PATH = Path(__file__).parent / "data" / "fgd_extractor.pt"
-EXTRACTOR_SHA256 = "5544a7cff6f690f190fd257abbd76f5b9abe62f7bf3cd70c645a28016a898201"
+EXTRACTOR_SHA256 = "b127dceb9e6e20afe6fe6c84665906db074476ff28f95754187c87c7f20af322"
 
 
 def windows(positions: np.ndarray, window: int = WINDOW, stride: int = STRIDE) -> np.ndarray:
@@ -57,12 +58,19 @@ def raw_fgd(real: np.ndarray, generated: np.ndarray) -> float:
 
 
 class FeatureExtractor(nn.Module):
-    """Window (B, window, J, 3) -> features (B, dim): the encoder of a convolutional motion autoencoder."""
+    """Window (B, window, J, 3) -> features (B, dim): the encoder of a convolutional motion autoencoder.
 
-    def __init__(self, n_joints: int = 16, dim: int = 32, width: int = 64) -> None:
+    With ``velocity`` the input holds, beside the positions, their frame-to-frame velocity (in SCALE_MM per
+    1/VELOCITY_FPS s), so that fast, short movements (beat strokes) weigh in the features as much as poses do.
+    ``features`` are standardised per dimension by the mean and standard deviation of the real training windows'
+    features (``set_standardisation``, stored in the checkpoint): every feature dimension then counts alike in
+    the Fréchet distance instead of the few with the largest raw spread.
+    """
+
+    def __init__(self, n_joints: int = 16, dim: int = 32, width: int = 64, velocity: bool = False) -> None:
         super().__init__()
-        self.n_joints, self.dim = n_joints, dim
-        c = n_joints * 3
+        self.n_joints, self.dim, self.velocity = n_joints, dim, velocity
+        c = n_joints * 3 * (2 if velocity else 1)
         self.encoder = nn.Sequential(
             nn.Conv1d(c, width, 3, 1, 1), nn.ReLU(), nn.Conv1d(width, width, 4, 2, 1), nn.ReLU(),
             nn.Conv1d(width, width, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(width * WINDOW // 4, dim))
@@ -70,11 +78,17 @@ class FeatureExtractor(nn.Module):
             nn.Linear(dim, width * WINDOW // 4), nn.Unflatten(1, (width, WINDOW // 4)), nn.ReLU(),
             nn.ConvTranspose1d(width, width, 4, 2, 1), nn.ReLU(), nn.ConvTranspose1d(width, width, 4, 2, 1), nn.ReLU(),
             nn.Conv1d(width, c, 3, 1, 1))
+        self.register_buffer("feature_mean", torch.zeros(dim))  # (dim,)
+        self.register_buffer("feature_std", torch.ones(dim))  # (dim,)
 
-    @staticmethod
-    def prepare(w: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def prepare(self, w: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(B, window, J, 3) positions (mm) -> (B, C, window) network input."""
         x = torch.as_tensor(np.asarray(w), dtype=torch.float32) / SCALE_MM  # (B, window, J, 3)
-        return x.flatten(2).transpose(1, 2)  # (B, J*3, window)
+        x = x.flatten(2).transpose(1, 2)  # (B, J*3, window)
+        if not self.velocity:
+            return x
+        v = torch.diff(x, dim=2, prepend=x[:, :, :1]) * (FPS / VELOCITY_FPS)  # (B, J*3, window), first frame 0
+        return torch.cat([x, v], dim=1)  # (B, 2*J*3, window)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return self.encoder(w)
@@ -83,9 +97,20 @@ class FeatureExtractor(nn.Module):
         return self.decoder(self.encoder(w))
 
     @torch.no_grad()
-    def features(self, w: np.ndarray) -> np.ndarray:
+    def raw_features(self, w: np.ndarray) -> np.ndarray:
+        """(n, window, J, 3) windows -> (n, dim) encoder outputs, before standardisation."""
         self.eval()
         return torch.cat([self.encoder(self.prepare(w[i:i + 512])) for i in range(0, len(w), 512)]).numpy()
+
+    def set_standardisation(self, real_windows: np.ndarray) -> None:
+        """Standardise features by the mean and std of the features of ``real_windows`` (the training windows)."""
+        f = torch.from_numpy(self.raw_features(real_windows))  # (n, dim)
+        self.feature_mean.copy_(f.mean(0))
+        self.feature_std.copy_(f.std(0).clamp_min(1e-6))
+
+    def features(self, w: np.ndarray) -> np.ndarray:
+        """(n, window, J, 3) windows -> (n, dim) standardised features."""
+        return (self.raw_features(w) - self.feature_mean.numpy()) / self.feature_std.numpy()
 
 
 def load_extractor(path: Path = EXTRACTOR_PATH, joint_names: list[str] | None = None) -> FeatureExtractor:
@@ -98,7 +123,7 @@ def load_extractor(path: Path = EXTRACTOR_PATH, joint_names: list[str] | None = 
     if joint_names is not None and list(joint_names) != meta["joint_names"]:
         raise ValueError(f"the FGD extractor was trained on joints {meta['joint_names']}; this corpus has "
                          f"{list(joint_names)} (use raw-space FGD, or train an extractor for this layout)")
-    model = FeatureExtractor(len(meta["joint_names"]), meta["dim"], meta["width"])
+    model = FeatureExtractor(len(meta["joint_names"]), meta["dim"], meta["width"], meta.get("velocity", False))
     model.load_state_dict(state["model"])
     return model.eval()
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from racer_env.checkpoint import save_checkpoint
 from racer_env.corpus.store import Corpus
-from racer_env.metrics.fgd import FPS, SCALE_MM, STRIDE, WINDOW, FeatureExtractor, windows
+from racer_env.metrics.fgd import FPS, SCALE_MM, STRIDE, VELOCITY_FPS, WINDOW, FeatureExtractor, windows
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
 
@@ -27,12 +27,15 @@ def corpus_windows(corpus: Corpus, split: str) -> np.ndarray:
 
 
 def train_extractor(corpus: Corpus, steps: int = 2000, batch: int = 64, dim: int = 32, width: int = 64,
-                    lr: float = 1e-3, seed: int = 0, progress: bool = True) -> tuple[FeatureExtractor, dict]:
-    """Train on the corpus's training windows; returns the model and its metadata (with the final loss)."""
+                    lr: float = 1e-3, velocity: bool = True, seed: int = 0,
+                    progress: bool = True) -> tuple[FeatureExtractor, dict]:
+    """Train on the corpus's training windows, then standardise the features by those windows' features;
+    returns the model and its metadata (with the final loss)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    data = FeatureExtractor.prepare(corpus_windows(corpus, "train"))  # (n, J*3, WINDOW)
-    model = FeatureExtractor(corpus.n_joints, dim, width)
+    real = corpus_windows(corpus, "train")  # (n, WINDOW, J, 3) mm
+    model = FeatureExtractor(corpus.n_joints, dim, width, velocity)
+    data = model.prepare(real)  # (n, C, WINDOW)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss = torch.zeros(())
     for _ in tqdm(range(steps), desc="train FGD extractor", disable=not progress):
@@ -41,7 +44,9 @@ def train_extractor(corpus: Corpus, steps: int = 2000, batch: int = 64, dim: int
         opt.zero_grad()
         loss.backward()
         opt.step()
+    model.set_standardisation(real)
     meta = {"kind": "fgd_extractor", "joint_names": corpus.joint_names, "dim": dim, "width": width,
+            "velocity": velocity, "velocity_fps": VELOCITY_FPS, "standardised": True,
             "window": WINDOW, "stride": STRIDE, "fps": FPS, "scale_mm": SCALE_MM, "seed": seed, "steps": steps,
             "final_mse": float(loss.item()), "corpus_sha256": corpus.checksum, "windows": len(data)}
     return model.eval(), meta

@@ -13,10 +13,17 @@ Definitions (every result carries its parameters):
 * PMB (%): percentage of motion beats within ``tolerance`` (0.2 s) of an audio beat.
 * beat alignment: mean over audio beats of exp(-d^2 / (2 sigma^2)), d = time to the nearest motion beat,
   sigma = 0.3 s by default.
+* audio beats: the onsets ``librosa.onset.onset_detect`` finds in the onset-strength audio feature.
+
+What they can tell (measured on a real recording, ``benchmarks/sync_zeggs.py``): on real speech the audio beats
+are dense (about 3.6 per second), so almost any motion beat lies within 0.2 s of one and PMB and beat alignment
+barely separate motion from the same motion against shifted speech; see :mod:`racer_env.metrics.sync` for a
+metric that does.
 """
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 
@@ -93,6 +100,17 @@ def beat_alignment(motion_beat_times: np.ndarray, audio_beat_times: np.ndarray, 
         return 0.0
     d = np.abs(a[:, None] - m[None, :]).min(1)
     return float(np.exp(-d**2 / (2 * sigma**2)).mean())
+
+
+def audio_beats(onset_strength: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
+    """Onset times (s) librosa detects in a (T,) onset-strength envelope with one value per motion frame."""
+    envelope = np.asarray(onset_strength, dtype=np.float64)
+    if envelope.ndim != 1:
+        raise ValueError(f"onset strength must be 1-D (one value per frame), got shape {envelope.shape}")
+    hop = sample_rate / fps
+    if hop != int(hop):
+        raise ValueError(f"sample_rate ({sample_rate}) must be a multiple of fps ({fps})")
+    return librosa.onset.onset_detect(onset_envelope=envelope, sr=sample_rate, hop_length=int(hop), units="time")
 
 
 def _check_pair(pred: np.ndarray, truth: np.ndarray) -> None:
