@@ -21,24 +21,24 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from racer_env.corpus.store import Corpus
 from racer_env.metrics import fgd as fgd_mod
 from racer_env.metrics.fgd_training import corpus_windows
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
-import torch
-
-from racer_env.vqvae.tokenize import decode_codes, encode_clip, gaussian_smooth, load_vqvae
+from racer_env.vqvae.tokenize import SMOOTH_KERNEL, decode_codes, encode_clip, gaussian_smooth, load_vqvae
 
 SYSTEMS = ("train_real", "real_smoothed", "reconstruction", "random")
 
 
-def smoothed_rotations(clip, stats) -> np.ndarray:
-    """The clip's rotations with only the decoder's Gaussian smoothing applied (in the normalised space the
-    decoder smooths in): what a codebook that loses nothing else would give back. (T, J, 3) rotation vectors."""
+def smoothed_rotations(clip, stats, sigma: float) -> np.ndarray:
+    """The clip's rotations with only the decoder's Gaussian smoothing (the model's sigma) applied, in the
+    normalised space the decoder smooths in: what a codebook that loses nothing else would give back.
+    (T, J, 3) rotation vectors."""
     x = torch.from_numpy(stats.normalise_motion(clip.motion_features()).T.astype(np.float32))[None]  # (1, J*3, T)
-    smooth = gaussian_smooth(x)[0].T.numpy()  # (T, J*3)
+    smooth = (gaussian_smooth(x, SMOOTH_KERNEL, sigma) if sigma > 0 else x)[0].T.numpy()  # (T, J*3)
     return stats.denormalise_motion(smooth).reshape(len(smooth), -1, 3)
 
 
@@ -52,7 +52,7 @@ def system_windows(workspace: Path, split: str, seed: int) -> tuple[np.ndarray, 
     for clip in corpus.clips(split):
         codes = encode_clip(model, clip, corpus.stats)  # (L,)
         real.append(fgd_mod.windows(pos(clip, clip.rotations)))
-        smooth.append(fgd_mod.windows(pos(clip, smoothed_rotations(clip, corpus.stats))))
+        smooth.append(fgd_mod.windows(pos(clip, smoothed_rotations(clip, corpus.stats, model.cfg.smooth_sigma))))
         rec.append(fgd_mod.windows(pos(clip, decode_codes(model, codes, corpus.stats))))
         random_codes = rng.integers(0, model.cfg.codebook_size, len(codes))
         rand.append(fgd_mod.windows(pos(clip, decode_codes(model, random_codes, corpus.stats))))

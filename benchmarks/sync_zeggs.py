@@ -127,7 +127,7 @@ def markdown(result: dict) -> str:
               f"sync real / shifted >= 2 at every shift: {'yes' if z['target_met'] else 'NO'}."]
     if result.get("synthetic"):
         s = result["synthetic"]
-        lines += ["", f"Synthetic corpus ({s['clips']} test clips of {s['workspace']}), mean over clips:", "",
+        lines += ["", f"Built-in corpus ({s['clips']} test clips, corpus checksum {s['corpus_sha256'][:16]}), mean over clips:", "",
                   "| speech | sync |", "| --- | --- |"]
         lines += [f"| {k} | {v:.3f} |" for k, v in s["sync_mean"].items()]
         lines += ["", "PMB (%) own speech {own:.1f}, shifted 5 s {shift_5:.1f}.".format(**s["pmb_pct_mean"])]

@@ -1,6 +1,6 @@
 """Offline episodes of the gesture MDP: ground-truth trajectories and their augmentations, labelled in batches.
 
-The paper augments the corpus into a trajectory dataset without saying how; ours (DESIGN.md):
+The paper augments the corpus into a trajectory dataset without saying how; ours:
 
 * ``ground_truth``: the human speaker's codes of every training segment (segments of H code steps starting
   every ``stride`` steps);

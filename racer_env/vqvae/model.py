@@ -37,6 +37,7 @@ class VQVAEConfig:
     ema_decay: float = 0.99
     dead_code_reset: bool = False  # re-seed codes unused for `dead_code_steps` steps from encoder outputs
     dead_code_steps: int = 50
+    smooth_sigma: float = 1.0  # decode smoothing: Gaussian (kernel 5) sigma in frames; 0 = none (no weights)
 
     @property
     def in_channels(self) -> int:

@@ -295,8 +295,20 @@ def synthesize_gestures(
     style: GestureStyle,
     n_frames: int,
     fps: float = 60.0,
+    arms: bool = True,
+    nods: bool = True,
+    choice_rng: np.random.Generator | None = None,
 ) -> GestureTrack:
-    """Joint rotations (T, J, 3, 3) for ``n_frames`` frames following rules 1-8."""
+    """Joint rotations (T, J, 3, 3) for ``n_frames`` frames following rules 1-8.
+
+    The ablation switches exist to test what a model of the motion attends to (the same speech, the same
+    draws, one ingredient removed): ``arms=False`` keeps both hands at rest (rule 1 everywhere; the
+    per-phrase choices are still drawn, so every other draw is unchanged, but no stroke is recorded),
+    ``nods=False`` drops the head nods of rule 6. ``choice_rng`` draws the per-phrase choices of rule 8
+    (hands, direction, lateral) from another stream than the sway's: another valid gesture for the same
+    speech. The defaults give the corpus motion.
+    """
+    choice_rng = rng if choice_rng is None else choice_rng
     times = np.arange(n_frames) / fps
     names = skeleton.names
     j = {n: names.index(n) for n in names}
@@ -328,7 +340,7 @@ def synthesize_gestures(
     # rule 6: head nods on stressed syllables
     nod = np.zeros(n_frames)
     for syl in syllables:
-        if syl.stressed:
+        if syl.stressed and nods:
             amp = style.nod_deg * float(np.clip(0.6 + 0.04 * syl.loudness_rel_db, 0.4, 1.2))
             nod += amp * np.exp(-0.5 * ((times - syl.onset - 0.06) / 0.07) ** 2)
     euler[:, j["Neck"], 1] += 0.4 * nod
@@ -351,8 +363,8 @@ def synthesize_gestures(
     choices: list[GestureChoice] = []
     strokes: list[Stroke] = []
     for phrase in phrases:
-        hands, direction, lateral = _choose(rng, style)
-        plan = plan_phrase(phrase, syllables, style, arm_scale, reach, direction, lateral)
+        hands, direction, lateral = _choose(choice_rng, style)
+        plan = plan_phrase(phrase, syllables, style, arm_scale, reach, direction, lateral) if arms else []
         choice = GestureChoice(phrase.index, hands if plan else "none", direction, lateral)
         choices.append(choice)
         if not plan:

@@ -164,18 +164,36 @@ class SynthClip:
 
 
 def synthesize_clip(
-    seed: int, speaker: int, clip: int, duration_s: float, style: SpeakerStyle | None = None
+    seed: int,
+    speaker: int,
+    clip: int,
+    duration_s: float,
+    style: SpeakerStyle | None = None,
+    arms: bool = True,
+    nods: bool = True,
+    gesture_draw: int = 0,
 ) -> SynthClip:
-    """Synthesise clip ``clip`` of speaker ``speaker``: audio, motion and annotation, all from the seed."""
+    """Synthesise clip ``clip`` of speaker ``speaker``: audio, motion and annotation, all from the seed.
+
+    The defaults give the corpus clip. The ablations keep the speech and every other draw: ``arms=False``
+    leaves the hands at rest, ``nods=False`` drops the head nods, ``gesture_draw`` > 0 draws the
+    per-phrase gesture choices (rule 8) from stream ``default_rng([seed, speaker, clip, 1, gesture_draw])``
+    instead of the body stream: another valid gesture for the same speech. A non-default clip's annotation
+    records them under ``variant``.
+    """
+    if gesture_draw < 0:
+        raise ValueError(f"gesture_draw must be >= 0 (0 = the corpus draw), got {gesture_draw}")
     style = style or speaker_style(seed, speaker)
     voice_rng = np.random.default_rng([seed, speaker, clip, 0])
     body_rng = np.random.default_rng([seed, speaker, clip, 1])
+    choice_rng = np.random.default_rng([seed, speaker, clip, 1, gesture_draw]) if gesture_draw else None
     n_frames = round(duration_s * FPS)
     duration_s = n_frames / FPS  # audio and motion have exactly the same length
     speech = synthesize_speech(voice_rng, duration_s, style.voice, SAMPLE_RATE)
     skeleton = speaker_skeleton(style)
     track = synthesize_gestures(
-        body_rng, skeleton, speech.phrases, speech.syllables, style.gesture, n_frames, FPS
+        body_rng, skeleton, speech.phrases, speech.syllables, style.gesture, n_frames, FPS,
+        arms=arms, nods=nods, choice_rng=choice_rng,
     )
     bvh = Bvh.from_rotations(skeleton, track.local_rotations, FPS)
     annotation = {
@@ -191,6 +209,8 @@ def synthesize_clip(
         **speech.annotation(),
         **track.annotation(),
     }
+    if not (arms and nods and gesture_draw == 0):
+        annotation["variant"] = {"arms": arms, "nods": nods, "gesture_draw": gesture_draw}
     return SynthClip(audio=speech.audio, bvh=bvh, annotation=annotation)
 
 
