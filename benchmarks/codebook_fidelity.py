@@ -91,12 +91,12 @@ def train_and_evaluate(corpus_ws: Path, name: str, overrides: dict) -> dict:
 
 def markdown(results: dict) -> str:
     lines = ["# Codebook fidelity (issue 13, deliverable 1)", "",
-             "Demo VQ-VAE trained on the train split of the demo corpus (60 min, 4 speakers) of each seed; figures on "
+             ("Demo VQ-VAE trained on the train split of the demo corpus (60 min, 4 speakers) of each seed; figures on "
              "the held-out test clips. `python benchmarks/codebook_fidelity.py` "
-             f"(machine: {results['machine']['cpus']} CPUs, {results['machine']['torch_threads']} torch threads).", "",
+             f"(machine: {results['machine']['cpus']} CPUs, {results['machine']['torch_threads']} torch threads)."), "",
              "Targets: " + ", ".join(f"`{k}` >= {v}" for k, v in TARGETS.items()) + "; MAJE reported.", "",
-             "| seed | setting | stroke_recall | peak speed ratio (decoded / corpus mm/s) | nod_recall | MAJE mm "
-             "| perplexity | train s (steps/s) | pass |",
+             ("| seed | setting | stroke_recall | peak speed ratio (decoded / corpus mm/s) | nod_recall | MAJE mm "
+             "| perplexity | train s (steps/s) | pass |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for seed, settings in results["seeds"].items():
         for name, r in settings.items():

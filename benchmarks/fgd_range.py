@@ -74,21 +74,21 @@ def fgd_rows(extractor: fgd_mod.FeatureExtractor | None, real: np.ndarray, syste
 
 def markdown(result: dict) -> str:
     lines = ["# FGD range: reconstruction vs random codes", "",
-             f"Held-out split `{result['split']}` ({result['info']['clips']} clips); VQ-VAE "
-             f"{result['info']['vqvae_sha256'][:12]}; random codes seeded {result['seed']}.", "",
-             "| extractor | train real | real, decode smoothing only | reconstruction | random | "
-             "random / reconstruction |",
+             (f"Held-out split `{result['split']}` ({result['info']['clips']} clips); VQ-VAE "
+             f"{result['info']['vqvae_sha256'][:12]}; random codes seeded {result['seed']}."), "",
+             ("| extractor | train real | real, decode smoothing only | reconstruction | random | "
+             "random / reconstruction |"),
              "| --- | --- | --- | --- | --- | --- |"]
     for name, r in result["rows"].items():
         ratio = "n/a" if r["random_over_reconstruction"] is None else f"{r['random_over_reconstruction']:.1f}"
         lines.append(f"| {name} | {r['train_real']:.4f} | {r['real_smoothed']:.4f} | {r['reconstruction']:.4f} | {r['random']:.4f} | {ratio} |")
     shipped = result["rows"]["shipped"]["random_over_reconstruction"]
-    lines += ["", "train real: the training split's real motion (the floor: real against real); real, decode "
+    lines += ["", ("train real: the training split's real motion (the floor: real against real); real, decode "
               "smoothing only: the held-out motion passed through the decoder's Gaussian smoothing alone (what a "
               "codebook that keeps everything else would score); reconstruction: the ground-truth codes decoded; "
-              "random: uniformly random codes decoded.",
-              "", f"Target FGD(random) >= 20 x FGD(reconstruction) with the shipped extractor: "
-              f"{'met' if shipped is not None and shipped >= 20 else 'NOT met'}."]
+              "random: uniformly random codes decoded."),
+              "", (f"Target FGD(random) >= 20 x FGD(reconstruction) with the shipped extractor: "
+              f"{'met' if shipped is not None and shipped >= 20 else 'NOT met'}.")]
     return "\n".join(lines) + "\n"
 
 

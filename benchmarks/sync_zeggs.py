@@ -71,7 +71,7 @@ def zeggs_table(args: Args) -> dict:
     shifts = list(args.shifts_s) + sorted(np.round(rng.uniform(2.0, n / fps - 2.0, args.random_shifts), 2).tolist())
     rows = {}
     for s in shifts:
-        rows[f"{s:g}"] = shifted_scores(speed, take.positions, take.features, n_mels, sr, fps, int(round(s * fps)),
+        rows[f"{s:g}"] = shifted_scores(speed, take.positions, take.features, n_mels, sr, fps, round(s * fps),
                                         int(args.piece_s * fps))
     energy = energy_from_features(take.features, n_mels)
     lags = [-5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0]
@@ -113,9 +113,9 @@ def synthetic_table(workspace: Path, shifts_s: tuple[float, ...] = (5.0, 10.0, 1
 
 def markdown(result: dict) -> str:
     z = result["zeggs"]
-    lines = [f"# sync, PMB and beat alignment against shifted speech", "",
-             f"ZEGGS take {z['take']} ({z['seconds']:.1f} s, upper body at {z['fps']} fps): the real motion against "
-             f"its own speech (shift 0) and against the same speech circularly shifted.", "",
+    lines = ["# sync, PMB and beat alignment against shifted speech", "",
+             (f"ZEGGS take {z['take']} ({z['seconds']:.1f} s, upper body at {z['fps']} fps): the real motion against "
+             f"its own speech (shift 0) and against the same speech circularly shifted."), "",
              "| speech shift (s) | sync | sync on 30-s pieces | PMB (%) | beat align | audio beats/s |",
              "| --- | --- | --- | --- | --- | --- |"]
     for k, r in z["shifts"].items():
@@ -132,9 +132,9 @@ def markdown(result: dict) -> str:
         lines += [f"| {k} | {v:.3f} |" for k, v in s["sync_mean"].items()]
         lines += ["", "PMB (%) own speech {own:.1f}, shifted 5 s {shift_5:.1f}.".format(**s["pmb_pct_mean"])]
     p = result["params"]
-    lines += ["", f"sync: Pearson r at zero lag of mean wrist speed and speech RMS energy, both smoothed by a Gaussian "
+    lines += ["", (f"sync: Pearson r at zero lag of mean wrist speed and speech RMS energy, both smoothed by a Gaussian "
               f"of sd {p['sync_smoothing_s']} s. PMB tolerance 0.2 s, beat alignment sigma 0.3 s; audio beats: librosa "
-              f"onsets of the onset-strength feature."]
+              f"onsets of the onset-strength feature.")]
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,16 @@ from racer_env.envs.episode_data import ObservationConfig, load_env_data
 from racer_env.envs.gesture import GestureSynthesisEnv
 from racer_env.metrics import fgd as fgd_mod
 from racer_env.metrics import rules
-from racer_env.metrics.motion import audio_beats, beat_alignment, jerk, l1_diversity, mad, maje, motion_beats, pmb
+from racer_env.metrics.motion import (
+    audio_beats,
+    beat_alignment,
+    jerk,
+    l1_diversity,
+    mad,
+    maje,
+    motion_beats,
+    pmb,
+)
 from racer_env.metrics.sync import SMOOTHING_S, energy_from_features, sync
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics

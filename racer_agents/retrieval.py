@@ -24,7 +24,8 @@ class NearestNeighbourAgent(Agent):
         obs_cfg: the observation shape the agent is run with (the table's keys have the same shape).
     """
 
-    def __init__(self, data: EnvData, split: str = "train", obs_cfg: ObservationConfig = ObservationConfig()) -> None:
+    def __init__(self, data: EnvData, split: str = "train", obs_cfg: ObservationConfig | None = None) -> None:
+        obs_cfg = obs_cfg or ObservationConfig()
         self.name, self.n_codes, self.obs_cfg = "nearest_neighbour", data.n_codes, obs_cfg
         keys, values = [], []
         for clip_id in data.split_ids(split):

@@ -5,8 +5,9 @@
     racer corpus info W [--json]                                   what the corpus holds
     racer train vqvae W [--preset demo] [--seed N] [--resume]      gesture codebook
     racer train reward W [--preset demo] [--seed N] [--resume]     contrastive reward model
-    racer evaluate codebook W [--json]                             held-out MAJE, code usage, perplexity
+    racer evaluate codebook W [--json]                             held-out MAJE, stroke/nod recall, code usage
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
+    racer evaluate files --audio A --motion M.bvh [--reference R.bvh]  metrics of any take against its speech
     racer dataset build W [--augment K] [--id ID] [--reward distance]  the augmented Minari dataset
     racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
     racer train agent W --algo dqn|actor-critic                    online agents on the vector environment
@@ -69,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = verbs.add_parser("synth", help="synthesise the built-in speaker into W/synth and import it")
     synth.add_argument("workspace", type=Path, help="workspace directory W")
-    synth.add_argument("--minutes", type=_positive_float, default=10.0, help="total minutes of speech")
-    synth.add_argument("--speakers", type=_positive_int, default=2, help="number of synthetic speakers")
+    synth.add_argument("--minutes", type=_positive_float, default=60.0, help="total minutes of speech")
+    synth.add_argument("--speakers", type=_positive_int, default=4, help="number of synthetic speakers")
     synth.add_argument("--clip-seconds", type=_positive_float, default=30.0, help="length of each clip")
     _add_import_options(synth)
     synth.set_defaults(func=cmd_synth)
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preset", default="demo", choices=["demo", "tiny"],
                       help="model sizes: demo (default, <= 10 min on 2 cores) or tiny (a smoke test)")
     demo.add_argument("--minutes", type=_positive_float, default=None,
-                      help="minutes of built-in speech (default 10; 1 with --preset tiny)")
+                      help="minutes of built-in speech (default 60; 1 with --preset tiny)")
     demo.add_argument("--seed", type=int, default=0, help="seed of every stage")
     demo.add_argument("--device", default="cpu")
     demo.add_argument("--quiet", action="store_true", help="stage lines only, no progress bars")
@@ -190,7 +191,8 @@ def _add_train_parsers(stages) -> None:
 def _add_evaluate_parsers(stages) -> None:
     evaluate = stages.add_parser("evaluate", help="evaluate a trained stage")
     verbs = evaluate.add_subparsers(dest="verb", required=True, metavar="WHAT")
-    code = verbs.add_parser("codebook", help="held-out reconstruction (MAJE, mm), code usage, perplexity")
+    code = verbs.add_parser("codebook", help="held-out reconstruction (MAJE, mm), code usage, perplexity; on "
+                            "built-in corpora the stroke/nod recall and stroke peak speed ratio")
     code.add_argument("workspace", type=Path)
     code.add_argument("--split", default="test", choices=["train", "valid", "test"])
     code.add_argument("--json", action="store_true")
@@ -214,6 +216,15 @@ def _add_evaluate_parsers(stages) -> None:
     agents.add_argument("--device", default="cpu")
     agents.add_argument("--quiet", action="store_true")
     agents.set_defaults(func=cmd_evaluate_agents)
+    files = verbs.add_parser("files", help="motion-only metrics of any BVH against its speech (and a reference take)")
+    files.add_argument("--audio", type=Path, required=True, help="the speech (wav, flac or ogg)")
+    files.add_argument("--motion", type=Path, required=True, help="the gesture take to measure (BVH)")
+    files.add_argument("--reference", type=Path, default=None, help="a reference take of the same speech (BVH)")
+    files.add_argument("--unit", choices=sorted(UNITS_MM), default="cm", help="unit of the BVH offsets (default cm)")
+    files.add_argument("--sigma", type=_positive_float, default=0.3, help="beat alignment sigma in seconds")
+    files.add_argument("--seed", type=int, default=0)
+    files.add_argument("--json", action="store_true")
+    files.set_defaults(func=cmd_evaluate_files)
 
 
 def _import_config(args: argparse.Namespace, unit_mm: float):
@@ -368,8 +379,8 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
         print(json.dumps(metrics, indent=2))
         return
     for key, value in metrics.items():
-        if key != "params":
-            print(f"{key:<18} {value:.4f}")
+        if key not in ("params", "per_clip"):  # per-clip values: --json
+            print(f"{key:<18} " + (f"{value:.4f}" if isinstance(value, float) else json.dumps(value)))
     print("params             " + json.dumps(metrics["params"]))
 
 
@@ -384,6 +395,15 @@ def cmd_evaluate_agents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_files(args: argparse.Namespace) -> int:
+    from racer_env.evaluate_files import evaluate_files, format_result
+
+    result = evaluate_files(args.audio, args.motion, args.reference, unit_mm=UNITS_MM[args.unit], sigma=args.sigma,
+                            seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    return 0
+
+
 def cmd_evaluate_codebook(args: argparse.Namespace) -> int:
     from racer_env.vqvae.evaluate import evaluate_codebook
 
@@ -392,10 +412,14 @@ def cmd_evaluate_codebook(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_reward(args: argparse.Namespace) -> int:
+    from racer_env.reward.ablations import format_ablations
     from racer_env.reward.evaluate import evaluate_reward
 
-    _print_metrics(evaluate_reward(args.workspace, candidates=args.candidates, seed=args.seed, device=args.device),
-                   args.json)
+    metrics = evaluate_reward(args.workspace, candidates=args.candidates, seed=args.seed, device=args.device)
+    ablations = None if args.json else metrics.pop("ablations", None)
+    _print_metrics(metrics, args.json)
+    if ablations is not None:
+        print(format_ablations(ablations))
     return 0
 
 
@@ -420,7 +444,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
-EVALUATE_VERBS = ("codebook", "reward", "agents", "-h", "--help")
+EVALUATE_VERBS = ("codebook", "reward", "agents", "files", "-h", "--help")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,16 @@ import numpy as np
 from racer_env.audio.features import AudioError, AudioFeatureConfig
 from racer_env.corpus.importer import ImportConfig, SourcePair, import_pair
 from racer_env.metrics import fgd as fgd_mod
-from racer_env.metrics.motion import audio_beats, beat_alignment, jerk, l1_diversity, mad, maje, motion_beats, pmb
+from racer_env.metrics.motion import (
+    audio_beats,
+    beat_alignment,
+    jerk,
+    l1_diversity,
+    mad,
+    maje,
+    motion_beats,
+    pmb,
+)
 from racer_env.metrics.sync import SMOOTHING_S, energy_from_features, sync
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import Skeleton, forward_kinematics
@@ -82,8 +91,8 @@ def motion_metrics(take: Take, sigma: float = 0.3, tolerance: float = 0.2, seed:
         "beat_align": beat_alignment(beats_motion, beats_audio, sigma) if len(beats_audio) else None,
         "jerk_mm_s3": jerk(take.positions, take.fps),
         "l1_div_mm": l1_diversity([take.positions], seed=seed),
-        "audio_beats": int(len(beats_audio)),
-        "motion_beats": int(len(beats_motion)),
+        "audio_beats": len(beats_audio),
+        "motion_beats": len(beats_motion),
     }
 
 
@@ -116,7 +125,7 @@ def evaluate_files(audio: str | os.PathLike, motion: str | os.PathLike, referenc
     """All metrics of ``motion`` against the speech ``audio`` (and the reference take, if given)."""
     take = load_take(audio, motion, unit_mm)
     result = {"audio": str(audio), "motion": str(motion), "reference": None if reference is None else str(reference),
-              "frames": int(len(take.positions)), "seconds": len(take.positions) / take.fps,
+              "frames": len(take.positions), "seconds": len(take.positions) / take.fps,
               "joints": list(take.skeleton.names), "metrics": motion_metrics(take, sigma, tolerance, seed)}
     if reference is not None:
         result["metrics"].update(reference_metrics(take, load_take(audio, reference, unit_mm)))
@@ -134,8 +143,8 @@ def evaluate_files(audio: str | os.PathLike, motion: str | os.PathLike, referenc
 
 def format_result(result: dict) -> str:
     """Human-readable lines: one metric per line, then the parameters."""
-    lines = [f"{result['motion']} against {result['audio']}: {result['seconds']:.2f} s at {result['params']['fps']} "
-             f"fps, {len(result['joints'])} upper-body joints"]
+    lines = [(f"{result['motion']} against {result['audio']}: {result['seconds']:.2f} s at {result['params']['fps']} "
+             f"fps, {len(result['joints'])} upper-body joints")]
     for key in MOTION_METRICS + (REFERENCE_METRICS if result["reference"] else ()):
         value = result["metrics"][key]
         lines.append(f"{key:<12} " + ("n/a" if value is None else f"{value:.4f}"))

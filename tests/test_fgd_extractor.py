@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from racer_env.metrics.fgd import (EXTRACTOR_SHA256, FPS, SCALE_MM, VELOCITY_FPS, WINDOW, FeatureExtractor,
-                                   load_extractor)
+from racer_env.metrics.fgd import (
+    EXTRACTOR_SHA256,
+    FPS,
+    SCALE_MM,
+    VELOCITY_FPS,
+    WINDOW,
+    FeatureExtractor,
+    load_extractor,
+)
 
 
 def linear_windows(n: int = 40, joints: int = 4, seed: int = 0) -> np.ndarray:

@@ -97,7 +97,7 @@ def lag_profile(speed: np.ndarray, energy: np.ndarray, fps: float, lags_s: Seque
     s, e = _smoothed(speed, fps, smoothing_s), _smoothed(energy, fps, smoothing_s)
     out = {}
     for lag in lags_s:
-        k = int(round(lag * fps))
+        k = round(lag * fps)
         if abs(k) > len(s) - MIN_SECONDS * fps:
             raise ValueError(f"lag {lag} s leaves less than {MIN_SECONDS:g} s of overlap in {len(s) / fps:g} s")
         out[float(lag)] = _pearson(s[k:], e[:len(e) - k]) if k >= 0 else _pearson(s[:k], e[-k:])

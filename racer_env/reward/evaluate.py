@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from racer_env.corpus.store import Corpus
+from racer_env.reward.ablations import reward_ablations
 from racer_env.reward.model import RewardModel
-from racer_env.reward.scorer import load_reward_model
+from racer_env.reward.scorer import RewardScorer, load_reward_model
 from racer_env.reward.windows import WindowSet, build_windows
 from racer_env.vqvae.tokenize import load_vqvae
 from racer_env.workspace import Workspace
@@ -23,9 +24,9 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 @torch.no_grad()
 def embed(model: RewardModel, windows: WindowSet, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, E) motion and audio embeddings."""
-    m = torch.cat([model.motion_encoder(windows.motion[i:i + batch]) for i in range(0, len(windows), batch)])
-    a = torch.cat([model.audio_encoder(windows.audio[i:i + batch]) for i in range(0, len(windows), batch)])
+    """(N, P, E) motion and audio embeddings of each part (P = 1 for a whole-body reward model)."""
+    m = torch.cat([model.motion_encoder.parts(windows.motion[i:i + batch]) for i in range(0, len(windows), batch)])
+    a = torch.cat([model.audio_encoder.parts(windows.audio[i:i + batch]) for i in range(0, len(windows), batch)])
     return m, a
 
 
@@ -43,7 +44,7 @@ def retrieval(sim: np.ndarray, candidates: int, rng: np.random.Generator) -> tup
 
 
 def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("valid", "test"), candidates: int = 32,
-                    seed: int = 0, device: str = "cpu") -> dict:
+                    seed: int = 0, device: str = "cpu", ablations: bool = True) -> dict:
     """Validity of the workspace's reward model on held-out clips.
 
     * ``r_at_1``, ``r_at_5``: retrieval of the true motion window for an audio window among ``candidates``
@@ -51,6 +52,10 @@ def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("vali
     * ``auc_shifted``: true pairs vs the same audio with the same clip's motion shifted by 2..W code steps
       (near misses: the shifted window still overlaps the true one).
     * ``auc_mismatched``: true pairs vs the same audio with motion from another clip.
+    * ``ablations`` (corpora of the built-in speaker, with ``ablations``): the mean per-step reward of the
+      test clips' real motion, random codes, the clips resynthesised without arm gestures, without nods and
+      with another valid gesture draw, and the true codes shifted by -2 .. +2 code steps, with the fraction
+      of the real - random gap each keeps (:mod:`racer_env.reward.ablations`).
     """
     ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
@@ -68,19 +73,20 @@ def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("vali
     if len(disjoint) < candidates:
         raise ValueError(f"held-out splits {splits} give {len(disjoint)} non-overlapping windows of {w} codes; "
                          f"retrieval among {candidates} needs more (a larger corpus or smaller --candidates)")
-    r1, r5 = retrieval((m[disjoint] @ a[disjoint].t()).numpy(), candidates, rng)
+    sim = model.similarity(m, a).numpy()  # (N, N) reward of every (motion, audio) window pair
+    r1, r5 = retrieval(sim[np.ix_(disjoint, disjoint)], candidates, rng)
 
-    true = (m * a).sum(1).numpy()  # (N,) score of every true pair
+    true = np.diag(sim)  # (N,) score of every true pair
     shifted, mismatched = [], []
     for i in range(len(windows)):
         gap = np.abs(windows.start - windows.start[i])
         same = np.flatnonzero((windows.clip == windows.clip[i]) & (gap >= MIN_SHIFT) & (gap <= w))
         other = np.flatnonzero(windows.clip != windows.clip[i])
         if len(same):
-            shifted.append(float(m[rng.choice(same)] @ a[i]))
+            shifted.append(float(sim[rng.choice(same), i]))
         if len(other):
-            mismatched.append(float(m[rng.choice(other)] @ a[i]))
-    return {
+            mismatched.append(float(sim[rng.choice(other), i]))
+    result = {
         "r_at_1": r1,
         "r_at_5": r5,
         "auc_shifted": auc(true, np.array(shifted)),
@@ -91,3 +97,9 @@ def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("vali
                    "chance_r_at_1": 1 / candidates, "chance_r_at_5": 5 / candidates, "seed": seed,
                    "reward_sha256": checksum, "vqvae_sha256": vqvae_sha},
     }
+    if ablations:
+        scorer = RewardScorer(vqvae, model, corpus.stats.audio_mean, corpus.stats.audio_std, corpus.frames_per_code)
+        table = reward_ablations(ws.root, scorer, corpus, corpus.clip_ids("test"), seed=seed)
+        if table is not None:
+            result["ablations"] = table
+    return result

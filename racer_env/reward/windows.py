@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from racer_env.corpus.store import Corpus
+from racer_env.corpus.store import Clip, Corpus
 from racer_env.vqvae.model import VQVAE
 from racer_env.vqvae.tokenize import decode_normalised, encode_clip
 
@@ -35,12 +36,14 @@ def decode_windows(vqvae: VQVAE, codes: torch.Tensor, batch: int = 512) -> torch
     return torch.cat([decode_normalised(vqvae, codes[i:i + batch]) for i in range(0, len(codes), batch)])
 
 
-def build_windows(corpus: Corpus, vqvae: VQVAE, clip_ids: list[str], window_codes: int, stride: int = 1) -> WindowSet:
-    """Every window of ``window_codes`` code steps (at ``stride``) of the given clips."""
+def build_windows(corpus: Corpus, vqvae: VQVAE, clip_ids: list[str], window_codes: int, stride: int = 1,
+                  transform: Callable[[Clip], Clip] | None = None) -> WindowSet:
+    """Every window of ``window_codes`` code steps (at ``stride``) of the given clips, each clip first
+    mapped by ``transform`` when given (e.g. a part held at rest; the windows stay aligned)."""
     stats, fpc = corpus.stats, corpus.frames_per_code
     code_windows, audio, clip_idx, starts = [], [], [], []
     for i, clip_id in enumerate(clip_ids):
-        clip = corpus.clip(clip_id)
+        clip = corpus.clip(clip_id) if transform is None else transform(corpus.clip(clip_id))
         codes = torch.from_numpy(encode_clip(vqvae, clip, stats))  # (L,)
         feats = torch.from_numpy(stats.normalise_audio(clip.audio).astype(np.float32))  # (T, F)
         for s in range(0, len(codes) - window_codes + 1, stride):
