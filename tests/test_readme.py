@@ -23,7 +23,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 #: (pattern, replacement) per language: the examples' demo sizes -> tiny sizes.
 SHELL_SUBSTITUTIONS = [
-    ("--minutes 10 --speakers 2 --seed 0", "--minutes 1 --speakers 1 --clip-seconds 10 --seed 0 --workers 1"),
+    ("--minutes 60 --speakers 4 --seed 0", "--minutes 1 --speakers 1 --clip-seconds 10 --seed 0 --workers 1"),
     ("--preset demo", "--preset tiny"),
     ("--steps 1000", "--steps 10 --preset tiny"),
     ("--steps 400", "--steps 4 --preset tiny"),
