@@ -39,6 +39,14 @@ def test_part_channels_follow_the_joint_names():
     assert len(arms) == 3 * len(PARTS["arms"]) and 3 * (len(names) - 1 - names.index("LeftHand")) in arms
     with pytest.raises(ValueError, match="Neck1"):
         part_channels([n for n in names if n != "Neck1"], "head")
+    # the other naming schemes the importer maps: CMU 3dsMax (Collar/Shoulder/Elbow/Wrist) and Mixamo's prefix
+    max_names = ["Hips", "Chest", "Neck", "Head"] + [f"{s}{b}" for s in ("Left", "Right")
+                                                     for b in ("Collar", "Shoulder", "Elbow", "Wrist")]
+    arm_joints = part_channels(max_names, "arms")[::3] // 3
+    assert [max_names[j] for j in arm_joints] == [f"{s}{b}" for s in ("Right", "Left")
+                                                  for b in ("Collar", "Shoulder", "Elbow", "Wrist")]
+    mixamo = [f"mixamorig:{n}" for n in names]
+    assert part_channels(mixamo, "arms").tolist() == part_channels(names, "arms").tolist()
 
 
 def test_shift_targets_known_answers():

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Clip, Corpus
 from racer_env.distributed import gather_rows_with_grad, setup
+from racer_env.motion.upper_body import canonical_name
 from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import WindowSet, build_windows
 from racer_env.training import StageRun, config_for, step_rng, weight_settings
@@ -57,21 +58,37 @@ PARTS: dict[str, tuple[str, ...]] = {
     "arms": tuple(f"{side}{bone}" for side in ("Right", "Left") for bone in ("Shoulder", "Arm", "ForeArm", "Hand")),
     "head": ("Neck", "Neck1", "Head"),
 }
+#: the same joints in the other naming schemes the importer maps (racer_env.motion.upper_body: CMU 3dsMax's
+#: Collar/Shoulder/Elbow/Wrist, Mixamo's prefixed names), compared as upper_body.canonical_name compares them.
+PART_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "arms": {f"{side}{bone}": tuple(f"{side}{b}".lower() for b in names)
+             for side in ("Right", "Left")
+             for bone, names in (("Shoulder", ("Collar", "Shoulder")), ("Arm", ("Arm", "Shoulder")),
+                                 ("ForeArm", ("ForeArm", "Elbow")), ("Hand", ("Hand", "Wrist")))},
+    "head": {n: (n.lower(),) for n in PARTS["head"]},
+}
 PART_NEGATIVES = ("none", "swap", "freeze", "both", "rest")
 
 
 def part_channels(joint_names: list[str] | tuple[str, ...], part: str) -> np.ndarray:
-    """Motion channels (joint-major rotation vectors, 3 per joint) of body part ``part``.
+    """Motion channels (joint-major rotation vectors, 3 per joint) of body part ``part``, in the order of
+    :data:`PARTS`; each joint is found by its Trinity/GENEA name or an alias of another scheme.
 
     Raises:
         ValueError: the skeleton lacks a joint of the part.
     """
-    names = list(joint_names)
-    missing = [n for n in PARTS[part] if n not in names]
+    canon = [canonical_name(n) for n in joint_names]
+    found: dict[str, int] = {}
+    for joint, aliases in PART_ALIASES[part].items():
+        hit = next((canon.index(a) for a in aliases if a in canon and canon.index(a) not in found.values()), None)
+        if hit is not None:
+            found[joint] = hit
+    missing = [n for n in PARTS[part] if n not in found]
     if missing:
         raise ValueError(f"the reward's body part {part!r} needs the joints {missing}; this corpus's skeleton has "
-                         f"{names} (train with part_negatives='none', rest_pair_weight=0 and a whole-body preset)")
-    return np.array([3 * names.index(n) + a for n in PARTS[part] for a in range(3)])
+                         f"{list(joint_names)} (train with part_negatives='none', rest_pair_weight=0 and a "
+                         f"whole-body preset)")
+    return np.array([3 * found[n] + a for n in PARTS[part] for a in range(3)])
 
 
 @dataclass(frozen=True)
