@@ -296,7 +296,11 @@ def _cell(value: float | None, ci: list[float] | None) -> str:
 
 def _table(result: dict, keys: tuple[str, ...]) -> list[str]:
     rows = ["| system | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 1)]
-    for name, m in result["systems"].items():
+    # reference systems first, then the agents (a result read back from sorted-key JSON has lost the order)
+    names = sorted(result["systems"], key=lambda n: REFERENCE_SYSTEMS.index(n) if n in REFERENCE_SYSTEMS
+                   else len(REFERENCE_SYSTEMS))
+    for name in names:
+        m = result["systems"][name]
         rows.append(f"| {name} | " + " | ".join(_cell(m[k], m["ci95"].get(k)) for k in keys) + " |")
     return rows
 
