@@ -36,17 +36,9 @@ from racer_env.envs.episode_data import ObservationConfig, load_env_data
 from racer_env.envs.gesture import GestureSynthesisEnv
 from racer_env.metrics import fgd as fgd_mod
 from racer_env.metrics import rules
-from racer_env.metrics.motion import (
-    audio_beats,
-    beat_alignment,
-    jerk,
-    l1_diversity,
-    mad,
-    maje,
-    motion_beats,
-    pmb,
-)
-from racer_env.metrics.sync import SMOOTHING_S, energy_from_features, sync
+from racer_env.metrics.motion import audio_beats, l1_diversity, mad, maje
+from racer_env.metrics.speech import speech_metrics
+from racer_env.metrics.sync import SMOOTHING_S
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
 from racer_env.motion.upper_body import find_roles
@@ -147,7 +139,6 @@ class _Reference:
     motions: list[np.ndarray]  # (T, J, 3) real positions per clip
     windows: list[np.ndarray]
     features: list[np.ndarray | None]
-    beats: list[np.ndarray]
     annotations: list[dict | None]
     rest: list[dict | None]
 
@@ -160,29 +151,19 @@ def _reference(ws: Workspace, corpus: Corpus, clips: list[Clip], extractor) -> _
                                                           rules.pause_mask(a, len(m), corpus.fps))
             for m, a in zip(motions, annotations)]
     return _Reference(clips, motions, windows, [extractor.features(w) if extractor else None for w in windows],
-                      [clip_audio_beats(c, corpus) for c in clips], annotations, rest)
-
-
-def _sync(motion: np.ndarray, clip: Clip, corpus: Corpus) -> float:
-    """``sync`` of (T, J, 3) positions against the clip's speech energy (:mod:`racer_env.metrics.sync`)."""
-    roles = find_roles(clip.skeleton, source=clip.id)
-    energy = energy_from_features(clip.audio, corpus.manifest["audio_features"]["n_mels"])
-    n = min(len(motion), len(energy))
-    return sync(motion[:n], [roles["right_hand"], roles["left_hand"]], energy[:n], corpus.fps)
+                      annotations, rest)
 
 
 def _clip_result(ref: _Reference, i: int, motion: np.ndarray, rotations: np.ndarray, reward: float,
                  corpus: Corpus, extractor, sigma: float, tolerance: float) -> _ClipResult:
     clip, real, fps = ref.clips[i], ref.motions[i], corpus.fps
-    beats = motion_beats(motion, fps)
+    roles = find_roles(clip.skeleton, source=clip.id)
+    cfg = corpus.manifest["audio_features"]
+    speech = speech_metrics(motion, [roles["right_hand"], roles["left_hand"]], clip.audio, cfg["n_mels"],
+                            cfg["sample_rate"], fps, sigma, tolerance)
     windows = fgd_mod.windows(motion)
-    values = {
-        "maje_mm": maje(motion, real), "mad_mm_s2": mad(motion, real, fps),
-        "pmb_pct": pmb(beats, ref.beats[i], tolerance),
-        "beat_align": beat_alignment(beats, ref.beats[i], sigma) if len(ref.beats[i]) else None,
-        "sync": _sync(motion, clip, corpus),
-        "jerk_mm_s3": jerk(motion, fps), "mean_reward": reward,
-    }
+    values = {"maje_mm": maje(motion, real), "mad_mm_s2": mad(motion, real, fps),
+              **{k: speech[k] for k in ("pmb_pct", "beat_align", "sync", "jerk_mm_s3")}, "mean_reward": reward}
     clip_rules = None
     if ref.annotations[i] is not None:
         clip_rules = rules.clip_rules(motion, rotations, corpus.joint_names, ref.annotations[i], fps, ref.rest[i])

@@ -27,16 +27,12 @@ from racer_env.audio.features import AudioError, AudioFeatureConfig
 from racer_env.corpus.importer import ImportConfig, SourcePair, import_pair
 from racer_env.metrics import fgd as fgd_mod
 from racer_env.metrics.motion import (
-    audio_beats,
-    beat_alignment,
-    jerk,
     l1_diversity,
     mad,
     maje,
-    motion_beats,
-    pmb,
 )
-from racer_env.metrics.sync import SMOOTHING_S, energy_from_features, sync
+from racer_env.metrics.speech import speech_metrics
+from racer_env.metrics.sync import SMOOTHING_S
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import Skeleton, forward_kinematics
 from racer_env.motion.upper_body import find_roles
@@ -81,19 +77,9 @@ def load_take(audio: str | os.PathLike, motion: str | os.PathLike, unit_mm: floa
 
 def motion_metrics(take: Take, sigma: float = 0.3, tolerance: float = 0.2, seed: int = 0) -> dict:
     """sync, PMB, beat alignment, jerk and L1 diversity of one take against its speech."""
-    n_mels = take.audio.n_mels
-    energy = energy_from_features(take.features, n_mels)
-    beats_audio = audio_beats(take.features[:, n_mels], take.audio.sample_rate, take.fps)
-    beats_motion = motion_beats(take.positions, take.fps)
-    return {
-        "sync": sync(take.positions, take.hands, energy, take.fps),
-        "pmb_pct": pmb(beats_motion, beats_audio, tolerance),
-        "beat_align": beat_alignment(beats_motion, beats_audio, sigma) if len(beats_audio) else None,
-        "jerk_mm_s3": jerk(take.positions, take.fps),
-        "l1_div_mm": l1_diversity([take.positions], seed=seed),
-        "audio_beats": len(beats_audio),
-        "motion_beats": len(beats_motion),
-    }
+    out = speech_metrics(take.positions, take.hands, take.features, take.audio.n_mels, take.audio.sample_rate,
+                         take.fps, sigma, tolerance)
+    return {**out, "l1_div_mm": l1_diversity([take.positions], seed=seed)}
 
 
 def reference_metrics(take: Take, reference: Take) -> dict:
