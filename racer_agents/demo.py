@@ -24,8 +24,8 @@ AGENTS = ("racer-cql", "bc")
 CURVES = {  # stage directory -> the logged series plotted in the report
     "vqvae": ("losses/rec", "codebook/used_frac"),
     "reward": ("losses/info_nce", "train/batch_r_at_1"),
-    "agents/racer-cql": ("losses/td", "losses/conservative", "q/data"),
-    "agents/bc": ("losses/cross_entropy",),
+    "agents/racer-cql": ("losses/td", "losses/conservative", "valid/score", "valid/stroke_f1"),
+    "agents/bc": ("losses/cross_entropy", "valid/score", "valid/stroke_f1"),
 }
 
 

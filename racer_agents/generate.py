@@ -28,7 +28,7 @@ from racer_agents.agent import Agent, GPTAgent, load_agent
 from racer_agents.pretrained import pretrained_workspace
 from racer_env.audio.features import SILENCE_PEAK, AudioError, AudioFeatureConfig, audio_features, load_audio
 from racer_env.corpus.store import Corpus
-from racer_env.envs.episode_data import AUDIO_BOUND, ClipData, observation
+from racer_env.envs.episode_data import ClipData, observation, observation_audio
 from racer_env.vqvae.model import VQVAE
 from racer_env.vqvae.tokenize import decode_codes, load_vqvae
 from racer_env.workspace import Workspace
@@ -102,8 +102,7 @@ def speech_clip(y: np.ndarray, corpus: Corpus) -> ClipData:
         raise AudioError(f"audio of {len(y) / cfg.sample_rate:.2f} s is shorter than one code step "
                          f"({fpc / corpus.fps:.2f} s)")
     feats = feats[:n_codes * fpc]
-    norm = np.clip(corpus.stats.normalise_audio(feats), -AUDIO_BOUND, AUDIO_BOUND).astype(np.float32)
-    return ClipData("generated", np.zeros(n_codes, dtype=np.int64), feats, norm.reshape(n_codes, fpc, -1))
+    return ClipData("generated", np.zeros(n_codes, dtype=np.int64), feats, observation_audio(feats, corpus.stats, fpc))
 
 
 def rollout_codes(agent: Agent, clip: ClipData, first_code: int, progress: bool = True) -> np.ndarray:

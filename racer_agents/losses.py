@@ -6,6 +6,10 @@ Discrete CQL(H) (Kumar et al. 2020) with a target network, at every position t o
     conservative_t = logsumexp_a Q(s_t, a) - Q(s_t, a_t)
     loss           = mean_t td_t + alpha * mean_t conservative_t
 
+The conservative term may be restricted to some steps (``conservative_mask``): racer-cql applies it to the human
+speaker's steps only by default, so that the augmented episodes (random and shifted codes, there to show the
+Q-function what worse codes earn) inform the TD term without becoming behaviour the policy is held close to.
+
 with a*_{t+1} = argmax_a Q(s_{t+1}, a) (double DQN, as d3rlpy's DiscreteCQL) or argmax of Q_target. s_{t+1} is
 position t + 1 of the same forward pass; the last position bootstraps only if the segment did not end there
 (it is left out of the TD term otherwise, since its next state is not in the segment).
@@ -51,12 +55,16 @@ def td_targets(q_next_online: torch.Tensor, q_next_target: torch.Tensor, rewards
 
 
 def discrete_cql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                      dones: torch.Tensor, gamma: float = 0.99, alpha: float = 1.0, double_q: bool = True) -> CQLLoss:
-    """q, q_target: (B, T, N); actions (B, T) long; rewards, dones (B, T) float."""
+                      dones: torch.Tensor, gamma: float = 0.99, alpha: float = 1.0, double_q: bool = True,
+                      conservative_mask: torch.Tensor | None = None) -> CQLLoss:
+    """q, q_target: (B, T, N); actions (B, T) long; rewards, dones (B, T) float; ``conservative_mask`` (B, T) float:
+    the steps the conservative term averages over (default: all)."""
     q_data = q.gather(-1, actions[..., None]).squeeze(-1)  # (B, T)
     y, mask = td_targets(q.detach(), q_target.detach(), rewards, dones, gamma, double_q)
     td = (0.5 * (q_data - y) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
-    conservative = (torch.logsumexp(q, dim=-1) - q_data).mean()
+    gap = torch.logsumexp(q, dim=-1) - q_data  # (B, T)
+    conservative = gap.mean() if conservative_mask is None else \
+        (gap * conservative_mask).sum() / conservative_mask.sum().clamp_min(1.0)
     return CQLLoss(total=td + alpha * conservative, td=td, conservative=conservative, q_data=q_data.mean().detach(),
                    q_max=q.max(-1).values.mean().detach())
 

@@ -1,9 +1,17 @@
 """``racer train agent W --algo racer-cql | bc | d3rlpy:<Name>``: agents trained on the workspace's Minari dataset.
 
-* ``racer-cql``: the RACER agent, discrete CQL on the GPT backbone over whole segments (Q for every position in
-  one forward pass), target network updated every ``target_update_interval`` steps.
+* ``racer-cql``: the RACER agent, discrete CQL on the GPT backbone over windows of the episodes (Q for every
+  position in one forward pass), target network updated every ``target_update_interval`` steps.
 * ``bc``: the same backbone trained by cross-entropy on the ground-truth episodes only (the paper's
   "Supervised Learning" ablation).
+
+What makes the GPT agents generalise to speech they have never heard (measured on held-out clips, see the
+README): training windows drawn at any start step of the episodes, *history dropout* (each previous-code input
+replaced by a random code with probability ``history_dropout``, so that the agent reads the speech instead of
+continuing the code sequence it memorised), a moving average of the weights (``ema``), and model selection on the
+validation clips (every ``valid_every`` steps the averaged agent rolls out the whole validation clips; the weights
+with the best ``valid/score`` = mean reward + sync are kept and training stops after ``patience`` validations
+without improvement).
 * ``d3rlpy:<Name>``: any discrete d3rlpy algorithm through the bridge, with a GPT encoder of the same preset.
 """
 
@@ -23,15 +31,13 @@ from tqdm.auto import tqdm
 
 from racer_agents.gpt import GPT_PRESETS, GestureGPT, GPTConfig
 from racer_agents.losses import behaviour_cloning_loss, discrete_cql_loss
-from racer_agents.segments import Segments, load_segments, observation_config
+from racer_agents.segments import GROUND_TRUTH, Segments, load_segments, observation_config
 from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import DATASET_NAME, ID_PATTERN, default_dataset_id, minari_root
 from racer_env.distributed import setup
 from racer_env.training import StageRun, config_for, step_rng, weight_settings
 from racer_env.workspace import Workspace, sha256_json, write_json_atomic
-
-GROUND_TRUTH = 0  # index of "ground_truth" in the dataset's sources
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,14 @@ class AgentTrainConfig:
     gamma: float = 0.99  # paper
     alpha: float = 1.0  # CQL conservative weight
     double_q: bool = True
+    conservative_on: str = "human"  # racer-cql: steps of the conservative term: human (ground truth) | all
+    human_fraction: float = 0.5  # racer-cql: share of each batch drawn from human episodes (0: uniform)
+    window: int = 15  # steps per training window, drawn at any start step (the GPT's context; the paper's 15)
+    history_dropout: float = 0.8  # probability that a previous-code input is replaced by a random code (0: off)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    ema: float = 0.99  # decay of the exponential moving average of the weights that is validated and kept (0: off)
+    valid_every: int = 250  # steps between validation rollouts (0: no validation, the last step is kept)
+    patience: int = 3  # validations without a better valid/score before training stops (0: never stop early)
     target_update_interval: int = 100
     checkpoint_every: int = 250
     log_every: int = 25
@@ -63,6 +77,18 @@ class AgentTrainConfig:
             raise ValueError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
         if not 0 <= self.gamma <= 1 or self.alpha < 0:
             raise ValueError(f"need 0 <= gamma <= 1 and alpha >= 0, got {self.gamma}, {self.alpha}")
+        if not 0 <= self.human_fraction <= 1:
+            raise ValueError(f"human_fraction must be in [0, 1] (0: uniform over all windows), got {self.human_fraction}")
+        if self.conservative_on not in ("human", "all"):
+            raise ValueError(f"conservative_on must be 'human' or 'all', got {self.conservative_on!r}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (0: off), got {self.ema}")
+        if not 0 <= self.history_dropout <= 1 or self.weight_decay < 0:
+            raise ValueError(f"need 0 <= history_dropout <= 1 and weight_decay >= 0, got {self.history_dropout}, "
+                             f"{self.weight_decay}")
+        if self.window < 1 or self.valid_every < 0 or self.patience < 0:
+            raise ValueError(f"need window >= 1, valid_every >= 0 and patience >= 0, got {self.window}, "
+                             f"{self.valid_every}, {self.patience}")
 
     @property
     def name(self) -> str:
@@ -71,8 +97,9 @@ class AgentTrainConfig:
 
 TRAIN_DEFAULTS: dict[str, dict] = {
     "paper": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "target_update_interval": 1000},
-    "demo": {},
-    "tiny": {"steps": 20, "batch_size": 8, "checkpoint_every": 10, "log_every": 5, "target_update_interval": 5},
+    "demo": {"alpha": 5.0, "gamma": 0.9},  # measured on validation clips (README: agents that generalise)
+    "tiny": {"steps": 20, "batch_size": 8, "checkpoint_every": 10, "log_every": 5, "target_update_interval": 5,
+             "window": 6, "valid_every": 10},
 }
 
 
@@ -126,35 +153,100 @@ def train_agent(workspace: str | Workspace, config=AgentTrainConfig(), resume: b
              "dataset": dataset.spec.dataset_id, "dataset_inputs_sha256": meta["racer_inputs_sha256"],
              "vqvae_sha256": meta["vqvae_sha256"], "reward_sha256": meta["reward_sha256"],
              "corpus": corpus_meta(corpus), "seed": config.seed}
-    gpt_cfg = GPTConfig(n_codes=int(dataset.action_space.n), audio_dim=segments.audio.shape[-1],
-                        max_steps=segments.actions.shape[1], **GPT_PRESETS[config.preset])
+    gpt_cfg = GPTConfig(n_codes=int(dataset.action_space.n), audio_dim=segments.audio_dim,
+                        max_steps=config.window, **GPT_PRESETS[config.preset])
     extra["gpt"] = gpt_cfg.to_dict()
     directory = ws.root / "agents" / config.name
     if config.algo.startswith("d3rlpy:"):
-        result = _train_d3rlpy(directory, dataset, config, gpt_cfg, obs_cfg, extra, force, device, progress)
+        result = _train_d3rlpy(directory, dataset, config, gpt_cfg, obs_cfg, extra, force, device, progress,
+                               max_timestep=int(segments.lengths.max()))
     else:
-        result = _train_gpt(directory, segments, config, gpt_cfg, extra, resume, force, device, progress, stop_after)
+        result = _train_gpt(ws, directory, segments, config, gpt_cfg, obs_cfg, extra, resume, force, device, progress,
+                            stop_after)
     return {**result, "dataset": dataset.spec.dataset_id}
 
 
-def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gpt_cfg: GPTConfig, extra: dict,
-               resume: bool, force: bool, device: str, progress: bool, stop_after: int | None) -> dict:
+def history_noise(rng: np.random.Generator, shape: tuple[int, int], p: float, n_codes: int) -> torch.Tensor:
+    """History dropout for a global batch (B, T): a uniformly random code where the previous-code input is dropped
+    (probability ``p``), -1 where it is kept. Drawn from the step's numpy ``rng`` for the whole global batch, so
+    every rank and a resumed run draw the same."""
+    if p <= 0:
+        return torch.full(shape, -1, dtype=torch.long)
+    drop = rng.random(shape) < p
+    return torch.from_numpy(np.where(drop, rng.integers(0, n_codes, shape), -1).astype(np.int64))
+
+
+def with_history_noise(prev_codes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """(B, T) previous codes with the dropped ones (``noise`` >= 0) replaced by ``noise``."""
+    return torch.where(noise >= 0, noise, prev_codes)
+
+
+@dataclass
+class _Selection:
+    """Validation-based model selection: the best validation figure so far, its step and weights."""
+
+    best: float = -float("inf")
+    best_step: int = 0
+    stale: int = 0  # validations since the last improvement
+    state: dict | None = None  # the best weights (None: no validation yet)
+
+    def update(self, step: int, score: float, model: torch.nn.Module) -> None:
+        if score > self.best:
+            self.best, self.best_step, self.stale = score, step, 0
+            self.state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+
+    def to_dict(self) -> dict:
+        return {"best": self.best, "best_step": self.best_step, "stale": self.stale, "state": self.state}
+
+
+@torch.no_grad()
+def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * model, parameter by parameter (decay 0: a copy of the model)."""
+    for avg, new in zip(average.parameters(), model.parameters()):
+        avg.lerp_(new, 1.0 - decay)
+
+
+def _validate(validation, model: GestureGPT, obs_cfg, config: AgentTrainConfig) -> dict[str, float]:
+    from racer_agents.agent import GPTAgent
+
+    return validation(GPTAgent(model, obs_cfg, config.name))
+
+
+def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: AgentTrainConfig, gpt_cfg: GPTConfig,
+               obs_cfg, extra: dict, resume: bool, force: bool, device: str, progress: bool,
+               stop_after: int | None) -> dict:
+    from racer_agents.evaluate import Validation
+
     ctx, dev = setup(device)
     run = StageRun(directory, "agent", {"train": weight_settings(config), "gpt": extra["gpt"],
                                         "dataset": extra["dataset_inputs_sha256"]}, ctx.world_size, ctx.is_main)
     if run.is_current() and not force and not resume:
         return {"skipped": True, "model": str(run.model_path)}
     if config.algo == "bc":
-        segments = segments.subset(np.flatnonzero(segments.source == GROUND_TRUTH))
+        segments = segments.of_source(GROUND_TRUTH)
+    firsts = segments.window_starts(config.window)  # (W,) every window of every episode
+    human = segments.human_steps()[torch.from_numpy(firsts)].numpy() > 0  # (W,) windows of human episodes
+    if config.algo != "bc" and config.human_fraction > 0 and 0 < human.sum() < len(firsts):
+        pools = (firsts[human], firsts[~human])  # each batch: a fixed share of human windows, the rest augmented
+        n_human = round(config.human_fraction * config.batch_size)
+    else:
+        pools, n_human = (firsts, firsts[:0]), config.batch_size
+    validation = Validation(ws, obs_cfg, "valid", device) if config.valid_every else None
     torch.manual_seed(config.seed)
     model = GestureGPT(gpt_cfg).to(dev)
     target = copy.deepcopy(model).eval()
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    average = copy.deepcopy(model).eval()  # the moving average of the weights (what is validated and kept)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    selection = _Selection()
     start, state = run.start(resume)
     if state is not None:
         model.load_state_dict(state["model"])
+        average.load_state_dict(state["average"])
         target.load_state_dict(state["target"])
         opt.load_state_dict(state["optimizer"])
+        selection = _Selection(**state["selection"])
     net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
     ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
@@ -162,45 +254,70 @@ def _train_gpt(directory: Path, segments: Segments, config: AgentTrainConfig, gp
                disable=not progress or not ctx.is_main)
     t0 = time.perf_counter()
     model.train()
+    stopped_early = None
     for step in bar:
         rng = step_rng(config.seed, step)
         torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on (seed, step) only: exact resume
-        idx = rng.integers(0, len(segments), config.batch_size)
-        batch = segments.subset(ctx.shard(idx, config.batch_size))  # this rank's share of the global batch
-        out = net(batch.audio.to(dev), batch.prev_codes.to(dev))  # (B, T, N): every position in one pass
+        chosen = np.concatenate([pools[0][rng.integers(0, len(pools[0]), n_human)],
+                                 pools[1][rng.integers(0, max(len(pools[1]), 1), config.batch_size - n_human)]])
+        noise = history_noise(rng, (config.batch_size, config.window), config.history_dropout, gpt_cfg.n_codes)
+        batch = segments.windows(ctx.shard(chosen, config.batch_size), config.window)  # this rank's share
+        inputs = with_history_noise(batch.prev_codes, ctx.shard(noise, config.batch_size))  # (B, T)
+        out = net(batch.audio.to(dev), inputs.to(dev))  # (B, T, N): every position in one pass
         if config.algo == "bc":
             loss = behaviour_cloning_loss(out, batch.actions.to(dev))
             metrics = {"losses/total": loss.item(), "losses/cross_entropy": loss.item()}
         else:
             with torch.no_grad():
-                q_target = target(batch.audio.to(dev), batch.prev_codes.to(dev))
+                q_target = target(batch.audio.to(dev), inputs.to(dev))
             parts = discrete_cql_loss(out, q_target, batch.actions.to(dev), batch.rewards.to(dev), batch.dones.to(dev),
-                                      config.gamma, config.alpha, config.double_q)
+                                      config.gamma, config.alpha, config.double_q,
+                                      batch.human.to(dev) if config.conservative_on == "human" else None)
             loss, metrics = parts.total, parts.metrics()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        update_average(average, model, config.ema)
         done = step + 1
         if config.algo != "bc" and done % config.target_update_interval == 0:
             target.load_state_dict(model.state_dict())
-        if done % config.log_every == 0 or done == config.steps:
+        if validation is not None and (done % config.valid_every == 0 or done == config.steps):
+            figures = _validate(validation, average, obs_cfg, config)
+            selection.update(done, figures["valid/score"], average)
+            metrics = {**metrics, **figures, "valid/best_step": selection.best_step}
+            if config.patience and selection.stale >= config.patience:
+                stopped_early = done
+        if done % config.log_every == 0 or done == config.steps or stopped_early or (
+                validation is not None and done % config.valid_every == 0):
             metrics = ctx.mean_dict(metrics)  # over ranks: the global batch's figures
             run.log(done, metrics)
-            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items() if k != "losses/total"})
-        if done % config.checkpoint_every == 0 or done == end:
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items()
+                             if k in ("losses/cross_entropy", "losses/td", "valid/score")})
+        if done % config.checkpoint_every == 0 or done == end or stopped_early:
             run.save_checkpoint(done, {"model": model.state_dict(), "target": target.state_dict(),
-                                       "optimizer": opt.state_dict()}, extra)
+                                       "average": average.state_dict(),
+                                       "optimizer": opt.state_dict(), "selection": selection.to_dict()}, extra)
+        if stopped_early:
+            break
     bar.close()
-    result = run.finish(end, config.steps, {"model": model.state_dict()}, extra)
+    final = selection.state if selection.state is not None else average.state_dict()
+    extra = {**extra, "selection": {"metric": "valid/score = " + " + ".join(f"valid/{k}" for k in Validation.SELECT),
+                                    "best": selection.best,
+                                    "best_step": selection.best_step, "stopped_early_at": stopped_early}
+             if validation is not None else None}
+    result = run.finish(config.steps if stopped_early else end, config.steps, {"model": final}, extra)
     if "stopped_at" in result:
         return result
     seconds = time.perf_counter() - t0
-    transitions = (config.steps - start) * config.batch_size * gpt_cfg.max_steps  # all ranks together
-    return {**result, "seconds": seconds, "transitions_per_second": transitions / max(seconds, 1e-9)}
+    last = stopped_early or config.steps
+    transitions = (last - start) * config.batch_size * gpt_cfg.max_steps  # all ranks together
+    return {**result, "seconds": seconds, "transitions_per_second": transitions / max(seconds, 1e-9),
+            "best_step": selection.best_step if validation is not None else None, "stopped_early_at": stopped_early}
 
 
 def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,
-                  force: bool, device: str, progress: bool) -> dict:
+                  force: bool, device: str, progress: bool, max_timestep: int) -> dict:
+    """``max_timestep``: the longest episode (a decision transformer embeds the timestep)."""
     from d3rlpy.logging import NoopAdapterFactory
 
     from racer_agents.d3rlpy_bridge import GPTEncoderFactory, algo_config, minari_to_mdp_dataset
@@ -223,7 +340,7 @@ def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: G
     if name == "DiscreteDecisionTransformer":
         kwargs = {"batch_size": config.batch_size // ctx.world_size, "context_size": gpt_cfg.max_steps}
     # d3rlpy's own DDP (enable_ddp) under torchrun: it wraps its networks and averages their gradients
-    algo = algo_config(name, encoder, max_timestep=gpt_cfg.max_steps + 1, **kwargs).create(
+    algo = algo_config(name, encoder, max_timestep=max(max_timestep, gpt_cfg.max_steps) + 1, **kwargs).create(
         device="cpu:0" if dev.type == "cpu" else str(dev), enable_ddp=ctx.enabled)
     mdp = minari_to_mdp_dataset(dataset)
     t0 = time.perf_counter()

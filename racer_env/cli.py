@@ -125,8 +125,11 @@ def _add_dataset_parsers(stages) -> None:
     build.add_argument("--augment", type=int, default=4, help="augmented episodes per ground-truth segment")
     build.add_argument("--id", dest="dataset_id", default=None,
                        help="dataset id, e.g. racer/synth/augmented-v0 (default: derived from the corpus)")
-    build.add_argument("--segment-codes", type=_positive_int, default=15, help="actions per episode (H)")
-    build.add_argument("--stride", type=_positive_int, default=None, help="code steps between segments (default H)")
+    build.add_argument("--segment-codes", type=_positive_int, default=None,
+                       help="actions per episode (H); default: one episode per whole clip (agents draw their "
+                            "training windows at any step of it)")
+    build.add_argument("--stride", type=_positive_int, default=None,
+                       help="code steps between segments (default H; only with --segment-codes)")
     build.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
     build.add_argument("--reward", default="contrastive", choices=["contrastive", "distance"],
                        help="step rewards: the contrastive model (default) or the negative pose distance to the "
@@ -174,8 +177,31 @@ def _add_train_parsers(stages) -> None:
     agent.add_argument("--steps", type=_positive_int, default=None)
     agent.add_argument("--batch-size", type=_positive_int, default=None, help="segments per step")
     agent.add_argument("--lr", type=_positive_float, default=None)
-    agent.add_argument("--alpha", type=float, default=None, help="CQL conservative weight (default 1.0)")
-    agent.add_argument("--gamma", type=float, default=None, help="discount (default 0.99, the paper's)")
+    agent.add_argument("--alpha", type=float, default=None,
+                       help="CQL conservative weight (default: 5 for the demo preset, 1 for paper)")
+    agent.add_argument("--gamma", type=float, default=None,
+                       help="discount (default: 0.9 for the demo preset, the paper's 0.99 for paper)")
+    agent.add_argument("--conservative-on", default=None, choices=["human", "all"],
+                       help="racer-cql: the steps the conservative term covers: the human speaker's (default) or "
+                            "every dataset step (standard CQL, augmented episodes included)")
+    agent.add_argument("--human-fraction", type=float, default=None,
+                       help="racer-cql: share of every batch drawn from the human speaker's episodes (default 0.5; "
+                            "0: uniform over all dataset windows)")
+    agent.add_argument("--history-dropout", type=float, default=None,
+                       help="probability that a previous-code input is replaced by a random code in training "
+                            "(default 0.8; 0: off)")
+    agent.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0)")
+    agent.add_argument("--ema-decay", type=float, default=None,
+                       help="decay of the moving average of the weights that is validated and kept (default 0.99; "
+                            "0: the raw weights)")
+    agent.add_argument("--window", type=_positive_int, default=None,
+                       help="steps per training window, drawn at any start step (default 15)")
+    agent.add_argument("--valid-every", type=int, default=None,
+                       help="steps between validation rollouts on the valid split; the weights with the best "
+                            "validation mean reward + sync are kept (default 250; 0: no validation, the last step "
+                            "is kept)")
+    agent.add_argument("--patience", type=int, default=None,
+                       help="validations without improvement before stopping (default 3; 0: never stop early)")
     agent.add_argument("--checkpoint-every", type=_positive_int, default=None)
     agent.add_argument("--num-envs", type=_positive_int, default=None,
                        help="online agents: episodes collected per iteration (default 32)")
@@ -324,8 +350,11 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     from racer_agents.train import agent_config_for, train_agent
 
     if args.algo in ONLINE_ALGOS:
-        if args.dataset or args.alpha is not None:
-            raise ValueError(f"--algo {args.algo} learns online on the environment: --dataset and --alpha do not apply")
+        offline = ("dataset", "alpha", "conservative_on", "human_fraction", "history_dropout", "weight_decay",
+                   "ema_decay", "window", "valid_every", "patience")
+        given = [f"--{k.replace('_', '-')}" for k in offline if getattr(args, k) not in (None, False)]
+        if given:
+            raise ValueError(f"--algo {args.algo} learns online on the environment: {', '.join(given)} do not apply")
         cfg = online_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
                                 batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
                                 checkpoint_every=args.checkpoint_every, num_envs=args.num_envs, reward=args.reward,
@@ -336,11 +365,20 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
                              "offline agents take their rewards from the dataset (racer dataset build --reward)")
         cfg = agent_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
                                batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, gamma=args.gamma,
+                               conservative_on=args.conservative_on,
+                               human_fraction=args.human_fraction,
+                               history_dropout=args.history_dropout, weight_decay=args.weight_decay,
+                               ema=args.ema_decay,
+                               window=args.window, valid_every=args.valid_every, patience=args.patience,
                                checkpoint_every=args.checkpoint_every, dataset=args.dataset, agent_name=args.name)
     result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,
                          progress=not args.quiet)
     if _print_train_result(f"agent {cfg.name}", result) and "dataset" in result:
         print(f"dataset {result['dataset']}")
+        if result.get("best_step") is not None:
+            early = result.get("stopped_early_at")
+            print(f"kept the weights of step {result['best_step']} (best validation mean reward + sync)"
+                  + (f"; stopped early at step {early}" if early else ""))
     if int(os.environ.get("RANK", "0")) == 0 and "transitions_per_second" in result:
         print(f"{result['transitions_per_second']:.0f} transitions/s")
     if "env_steps_per_second" in result:
@@ -429,7 +467,9 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 
     if args.augment < 0:
         raise ValueError(f"--augment must be >= 0, got {args.augment}")
-    cfg = AugmentConfig(segment_codes=args.segment_codes, stride=args.stride or args.segment_codes,
+    if args.stride is not None and args.segment_codes is None:
+        raise ValueError("--stride needs --segment-codes (whole-clip episodes have no stride)")
+    cfg = AugmentConfig(segment_codes=args.segment_codes, stride=args.stride or args.segment_codes or 15,
                         augment=args.augment, seed=args.seed)
     result = build_dataset(args.workspace, args.dataset_id, cfg, device=args.device, progress=not args.quiet,
                            reward=args.reward)

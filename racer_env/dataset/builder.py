@@ -37,7 +37,13 @@ from racer_env.dataset.episodes import (
     make_episodes,
     policy_episodes,
 )
-from racer_env.envs.episode_data import REWARD_KINDS, EnvData, ObservationConfig, load_env_data
+from racer_env.envs.episode_data import (
+    AUDIO_NORMALISATION,
+    REWARD_KINDS,
+    EnvData,
+    ObservationConfig,
+    load_env_data,
+)
 from racer_env.envs.gesture import observation_space
 from racer_env.workspace import Workspace, sha256_json
 
@@ -137,7 +143,8 @@ def build_dataset(
     config, obs_config = config or AugmentConfig(), obs_config or ObservationConfig()
     start_time = time.perf_counter()
     data = load_env_data(str(ws.root), device)
-    inputs = {"augment": asdict(config), "observation": asdict(obs_config), "corpus": data.corpus_sha256,
+    inputs = {"augment": asdict(config), "observation": asdict(obs_config), "audio": AUDIO_NORMALISATION,
+              "corpus": data.corpus_sha256,
               "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256, "policy": policy_id}
     if reward != "contrastive":  # (absent for the contrastive reward: datasets built before the option stay current)
         inputs["reward_kind"] = reward
@@ -148,8 +155,8 @@ def build_dataset(
             return {"id": dataset_id, "skipped": True, "root": str(root)}
         episodes = make_episodes(data, data.split_ids("train"), config)
         if policy is not None:
-            segments = sorted({(e.clip, e.start) for e in episodes})
-            episodes += policy_episodes(data, segments, config.segment_codes, policy, obs_config)
+            segments = [(e.clip, e.start, len(e.actions)) for e in episodes if e.source == "ground_truth"]
+            episodes += policy_episodes(data, segments, policy, obs_config)
         label_episodes(data, episodes, obs_config, progress=progress, reward=reward)
         ref_min, ref_max = reference_scores(data, episodes, config, obs_config, reward)
         _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward)
@@ -220,8 +227,8 @@ def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvDa
         algorithm_name="racer ground truth + augmentations",
         author="racer contributors", author_email="racer@users.noreply.github.com",
         code_permalink=_code_permalink(),
-        description=(f"RACER gesture MDP offline data: ground-truth code trajectories of every training segment of "
-                     f"{config.segment_codes} codes plus {config.augment} augmented episodes per segment "
+        description=(f"RACER gesture MDP offline data: ground-truth code trajectories of every training "
+                     f"{'clip' if config.segment_codes is None else f'segment of {config.segment_codes} codes'} plus {config.augment} augmented episodes per segment "
                      f"({', '.join(AUGMENTATIONS)}), rewards from "
                      f"{'the contrastive reward model' if reward == 'contrastive' else 'the negative pose distance to the ground truth'}. Per-step info "
                      f"'source' indexes metadata 'sources'; episode metadata 'options' are the reset options."),

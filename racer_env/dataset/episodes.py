@@ -2,14 +2,14 @@
 
 The paper augments the corpus into a trajectory dataset without saying how; ours:
 
-* ``ground_truth``: the human speaker's codes of every training segment (segments of H code steps starting
-  every ``stride`` steps);
+* ``ground_truth``: the human speaker's codes of every training segment: each whole clip (the default; agents
+  draw their training windows at any step of it), or segments of H code steps starting every ``stride`` steps;
 * ``random_substitution``: each code replaced with probability ``p_substitute`` by a uniformly random code;
 * ``nn_substitution``: each code replaced with probability ``p_substitute`` by one of the ``k_nearest`` codes
   nearest to it in the codebook (a similar but different gesture);
 * ``time_shift``: the segment's own codes taken 2-4 code steps early or late against its audio;
 * ``codes_from_other_clip``: the codes of a segment of another training clip (a plausible gesture for
-  other speech);
+  other speech; repeated from its start where the other segment is shorter);
 * ``policy``: rollouts of a given policy (optional).
 
 Every episode starts from the ground-truth a_0 of its segment, and its observations and rewards are exactly
@@ -37,16 +37,16 @@ SHIFTS = (-4, -3, -2, 2, 3, 4)
 class AugmentConfig:
     """Which episodes a dataset holds. Recorded in the dataset's metadata."""
 
-    segment_codes: int = 15  # H: actions per episode (the paper's 15-code sequences)
-    stride: int = 15  # code steps between segment starts (15: non-overlapping)
+    segment_codes: int | None = None  # H: actions per episode; None: whole clips (the paper: 15-code sequences)
+    stride: int = 15  # code steps between segment starts (15: non-overlapping); unused for whole clips
     augment: int = 4  # augmented episodes per ground-truth segment, cycling through AUGMENTATIONS
     p_substitute: float = 0.3
     k_nearest: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.segment_codes < 1 or self.stride < 1 or self.augment < 0:
-            raise ValueError("segment_codes >= 1, stride >= 1 and augment >= 0 are required")
+        if (self.segment_codes is not None and self.segment_codes < 1) or self.stride < 1 or self.augment < 0:
+            raise ValueError("segment_codes >= 1 (or None: whole clips), stride >= 1 and augment >= 0 are required")
         if not 0 < self.p_substitute <= 1:
             raise ValueError(f"p_substitute must be in (0, 1], got {self.p_substitute}")
 
@@ -77,16 +77,25 @@ def segment_starts(n_codes: int, horizon: int, stride: int) -> list[int]:
     return list(range(0, n_codes - horizon, stride))
 
 
+def training_segments(data: EnvData, clip_ids: list[str], cfg: AugmentConfig) -> list[tuple[str, int, int]]:
+    """(clip, start, horizon) of every ground-truth episode: one per clip of two or more code steps for whole
+    clips, else every ``stride`` steps."""
+    if cfg.segment_codes is None:
+        return [(c, 0, data.clips[c].n_codes - 1) for c in clip_ids if data.clips[c].n_codes >= 2]
+    h = cfg.segment_codes
+    return [(c, s, h) for c in clip_ids for s in segment_starts(data.clips[c].n_codes, h, cfg.stride)]
+
+
 def make_episodes(data: EnvData, clip_ids: list[str], cfg: AugmentConfig) -> list[Episode]:
     """Ground-truth and augmented episodes (actions only) of the given clips."""
     rng = np.random.default_rng(cfg.seed)
-    h = cfg.segment_codes
     neighbours = nearest_codes(data.scorer.vqvae.quantizer.codebook.detach().cpu(), cfg.k_nearest)
-    segments = [(c, s) for c in clip_ids for s in segment_starts(data.clips[c].n_codes, h, cfg.stride)]
+    segments = training_segments(data, clip_ids, cfg)
     if not segments:
-        raise ValueError(f"no training clip has the {h + 1} code steps a segment needs; lower --segment-codes")
+        raise ValueError(f"no training clip has the {(cfg.segment_codes or 1) + 1} code steps a segment needs"
+                         + ("; lower --segment-codes" if cfg.segment_codes else ""))
     episodes = []
-    for i, (clip_id, start) in enumerate(segments):
+    for i, (clip_id, start, h) in enumerate(segments):
         gt = data.clips[clip_id].codes[start + 1:start + 1 + h]
         episodes.append(Episode(clip_id, start, gt.copy(), "ground_truth"))
         for j in range(cfg.augment):
@@ -115,15 +124,15 @@ def _augment(kind: str, data: EnvData, clip_id: str, start: int, gt: np.ndarray,
     if not others:
         raise ValueError("codes_from_other_clip needs at least two training clips with segments; use --augment 3 "
                          "or a larger corpus")
-    other_clip, other_start = others[int(rng.integers(len(others)))]
-    return data.clips[other_clip].codes[other_start + 1:other_start + 1 + len(gt)].copy()
+    other_clip, other_start, other_h = others[int(rng.integers(len(others)))]
+    return np.resize(data.clips[other_clip].codes[other_start + 1:other_start + 1 + other_h], len(gt))
 
 
-def policy_episodes(data: EnvData, segments: list[tuple[str, int]], horizon: int,
-                    policy: Callable[[dict], int], cfg: ObservationConfig) -> list[Episode]:
-    """Rollouts of ``policy`` (observation -> code) from the ground-truth a_0 of each segment."""
+def policy_episodes(data: EnvData, segments: list[tuple[str, int, int]], policy: Callable[[dict], int],
+                    cfg: ObservationConfig) -> list[Episode]:
+    """Rollouts of ``policy`` (observation -> code) from the ground-truth a_0 of each (clip, start, horizon)."""
     episodes = []
-    for clip_id, start in segments:
+    for clip_id, start, horizon in segments:
         clip = data.clips[clip_id]
         history = clip.codes[start:start + 1].copy()
         for _ in range(horizon):

@@ -28,6 +28,27 @@ DISTANCE_UNIT_MM = 100.0  # the distance reward is in units of 10 cm, so that it
 
 #: normalised audio features are clipped to [-AUDIO_BOUND, AUDIO_BOUND] so the observation space is finite.
 AUDIO_BOUND = 10.0
+#: how the agents' audio observation is normalised (recorded in datasets, so one built otherwise is not reused)
+AUDIO_NORMALISATION = "per-clip standardisation, sd floored at 0.1 x the corpus's"
+STD_FLOOR = 0.1  # a clip's feature sd is floored at this fraction of the corpus's (a near-constant feature stays 0)
+
+
+def observation_audio(features: np.ndarray, stats, frames_per_code: int) -> np.ndarray:
+    """(T, F) raw audio features of one clip or recording -> (T // 8, 8, F) float32 observation audio.
+
+    Each feature is standardised over the clip itself (its mean and standard deviation; the sd floored at
+    ``STD_FLOOR`` times the training corpus's), then clipped to +-AUDIO_BOUND. Per-utterance standardisation, as
+    speech front-ends do it, removes what differs between recordings but says nothing about gesture timing (the
+    level, the microphone's and the voice's spectrum): real recordings read against the synthetic corpus's
+    statistics land far outside the range the agents were trained on (the ZEGGS take: log-mel z-scores of mean
+    -1.4 and sd 3.2), and per clip they do not. The reward model keeps the corpus statistics.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    n_codes = len(x) // frames_per_code
+    x = x[:n_codes * frames_per_code]
+    sd = np.maximum(x.std(axis=0), STD_FLOOR * np.asarray(stats.audio_std, dtype=np.float64))
+    z = np.clip((x - x.mean(axis=0)) / sd, -AUDIO_BOUND, AUDIO_BOUND).astype(np.float32)
+    return z.reshape(n_codes, frames_per_code, -1)
 
 
 @dataclass(frozen=True)
@@ -48,7 +69,7 @@ class ClipData:
     clip_id: str
     codes: np.ndarray  # (L,) int64 ground-truth codes from the VQ-VAE
     audio: np.ndarray  # (L * 8, F) float32 raw audio features (the reward scorer normalises them)
-    audio_obs: np.ndarray  # (L, 8, F) float32 normalised, clipped audio features per code step
+    audio_obs: np.ndarray  # (L, 8, F) float32 observation audio per code step (see observation_audio)
     # (L * 8, J, 3) float32 ground-truth joint positions (mm) on the reference skeleton; None for speech without
     # motion (generation), which has no distance reward
     positions: np.ndarray | None = None
@@ -77,12 +98,11 @@ class EnvData:
         for clip_id in corpus.clip_ids():
             clip = corpus.clip(clip_id)
             n_codes = clip.n_frames // self.frames_per_code
-            norm = np.clip(self.stats.normalise_audio(clip.audio), -AUDIO_BOUND, AUDIO_BOUND).astype(np.float32)
             self.clips[clip_id] = ClipData(
                 clip_id=clip_id,
                 codes=encode_clip(self.scorer.vqvae, clip, self.stats),
                 audio=clip.audio.astype(np.float32),
-                audio_obs=norm.reshape(n_codes, self.frames_per_code, -1),
+                audio_obs=observation_audio(clip.audio, self.stats, self.frames_per_code),
                 positions=self._positions(clip.rotations[:n_codes * self.frames_per_code]),
             )
 
