@@ -54,21 +54,44 @@ def td_targets(q_next_online: torch.Tensor, q_next_target: torch.Tensor, rewards
     return y.detach(), mask
 
 
+def soft_target_matrix(neighbours: torch.Tensor, eps: float) -> torch.Tensor:
+    """(N, N) target distributions: row c puts 1 - eps on code c and eps spread evenly over its neighbours (N, k)
+    (e.g. the k nearest codes of the codebook): a similar gesture is almost as right as the speaker's own."""
+    n, k = neighbours.shape
+    out = torch.zeros(n, n)
+    out.scatter_(1, neighbours.long(), eps / k)
+    out[torch.arange(n), torch.arange(n)] = 1.0 - eps
+    return out
+
+
+def _label_value(values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) value of the label: values at the action, or their mean under the action's soft target row."""
+    if targets is None:
+        return values.gather(-1, actions[..., None]).squeeze(-1)
+    return (targets.to(values.device)[actions] * values).sum(-1)
+
+
 def discrete_cql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                       dones: torch.Tensor, gamma: float = 0.99, alpha: float = 1.0, double_q: bool = True,
-                      conservative_mask: torch.Tensor | None = None) -> CQLLoss:
+                      conservative_mask: torch.Tensor | None = None,
+                      soft_targets: torch.Tensor | None = None) -> CQLLoss:
     """q, q_target: (B, T, N); actions (B, T) long; rewards, dones (B, T) float; ``conservative_mask`` (B, T) float:
-    the steps the conservative term averages over (default: all)."""
+    the steps the conservative term averages over (default: all); ``soft_targets`` (N, N): the conservative term's
+    label distribution per action (see :func:`soft_target_matrix`; default: the action itself)."""
     q_data = q.gather(-1, actions[..., None]).squeeze(-1)  # (B, T)
     y, mask = td_targets(q.detach(), q_target.detach(), rewards, dones, gamma, double_q)
     td = (0.5 * (q_data - y) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
-    gap = torch.logsumexp(q, dim=-1) - q_data  # (B, T)
+    gap = torch.logsumexp(q, dim=-1) - _label_value(q, actions, soft_targets)  # (B, T)
     conservative = gap.mean() if conservative_mask is None else \
         (gap * conservative_mask).sum() / conservative_mask.sum().clamp_min(1.0)
     return CQLLoss(total=td + alpha * conservative, td=td, conservative=conservative, q_data=q_data.mean().detach(),
                    q_max=q.max(-1).values.mean().detach())
 
 
-def behaviour_cloning_loss(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of (B, T, N) logits against the ground-truth codes (B, T)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), actions.reshape(-1))
+def behaviour_cloning_loss(logits: torch.Tensor, actions: torch.Tensor,
+                           soft_targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of (B, T, N) logits against the ground-truth codes (B, T), or against their rows of
+    ``soft_targets`` (N, N)."""
+    if soft_targets is None:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), actions.reshape(-1))
+    return -_label_value(F.log_softmax(logits, -1), actions, soft_targets).mean()

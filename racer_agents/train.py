@@ -4,15 +4,18 @@
   position in one forward pass), target network updated every ``target_update_interval`` steps.
 * ``bc``: the same backbone trained by cross-entropy on the ground-truth episodes only (the paper's
   "Supervised Learning" ablation).
+* ``d3rlpy:<Name>``: any discrete d3rlpy algorithm through the bridge, with a GPT encoder of the same preset.
 
 What makes the GPT agents generalise to speech they have never heard (measured on held-out clips, see the
 README): training windows drawn at any start step of the episodes, *history dropout* (each previous-code input
 replaced by a random code with probability ``history_dropout``, so that the agent reads the speech instead of
-continuing the code sequence it memorised), a moving average of the weights (``ema``), and model selection on the
+continuing the code sequence it memorised), soft targets (``soft_targets`` of each label spread over the action's
+nearest codes in the codebook, in bc's cross-entropy and racer-cql's conservative term: a similar gesture is almost
+as right, and the mass of a stroke no longer splits over its many variants), a moving average of the weights
+(``ema``), and model selection on the
 validation clips (every ``valid_every`` steps the averaged agent rolls out the whole validation clips; the weights
 with the best ``valid/score`` = mean reward + sync are kept and training stops after ``patience`` validations
 without improvement).
-* ``d3rlpy:<Name>``: any discrete d3rlpy algorithm through the bridge, with a GPT encoder of the same preset.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from racer_agents.gpt import GPT_PRESETS, GestureGPT, GPTConfig
-from racer_agents.losses import behaviour_cloning_loss, discrete_cql_loss
+from racer_agents.losses import behaviour_cloning_loss, discrete_cql_loss, soft_target_matrix
 from racer_agents.segments import GROUND_TRUTH, Segments, load_segments, observation_config
 from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
@@ -56,6 +59,8 @@ class AgentTrainConfig:
     conservative_on: str = "human"  # racer-cql: steps of the conservative term: human (ground truth) | all
     human_fraction: float = 0.5  # racer-cql: share of each batch drawn from human episodes (0: uniform)
     window: int = 15  # steps per training window, drawn at any start step (the GPT's context; the paper's 15)
+    soft_targets: float = 0.3  # share of each label spread over the action's soft_neighbours nearest codes (0: off)
+    soft_neighbours: int = 7  # nearest codes in the codebook that share a label's soft_targets mass
     history_dropout: float = 0.8  # probability that a previous-code input is replaced by a random code (0: off)
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
     ema: float = 0.99  # decay of the exponential moving average of the weights that is validated and kept (0: off)
@@ -81,6 +86,9 @@ class AgentTrainConfig:
             raise ValueError(f"human_fraction must be in [0, 1] (0: uniform over all windows), got {self.human_fraction}")
         if self.conservative_on not in ("human", "all"):
             raise ValueError(f"conservative_on must be 'human' or 'all', got {self.conservative_on!r}")
+        if not 0 <= self.soft_targets < 1 or self.soft_neighbours < 1:
+            raise ValueError(f"need 0 <= soft_targets < 1 and soft_neighbours >= 1, got {self.soft_targets}, "
+                             f"{self.soft_neighbours}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1) (0: off), got {self.ema}")
         if not 0 <= self.history_dropout <= 1 or self.weight_decay < 0:
@@ -208,6 +216,18 @@ def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: floa
         avg.lerp_(new, 1.0 - decay)
 
 
+def _soft_targets(ws: Workspace, config: AgentTrainConfig) -> torch.Tensor | None:
+    """The (N, N) soft label distributions over the workspace codebook's nearest codes, or None when off."""
+    if config.soft_targets <= 0:
+        return None
+    from racer_env.dataset.episodes import nearest_codes
+    from racer_env.vqvae.tokenize import load_vqvae
+
+    vqvae, _, _ = load_vqvae(ws, Corpus.load(ws), "cpu")
+    neighbours = nearest_codes(vqvae.quantizer.codebook.detach().cpu(), config.soft_neighbours)
+    return soft_target_matrix(torch.from_numpy(neighbours), config.soft_targets)
+
+
 def _validate(validation, model: GestureGPT, obs_cfg, config: AgentTrainConfig) -> dict[str, float]:
     from racer_agents.agent import GPTAgent
 
@@ -234,6 +254,7 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
     else:
         pools, n_human = (firsts, firsts[:0]), config.batch_size
     validation = Validation(ws, obs_cfg, "valid", device) if config.valid_every else None
+    targets = _soft_targets(ws, config)
     torch.manual_seed(config.seed)
     model = GestureGPT(gpt_cfg).to(dev)
     target = copy.deepcopy(model).eval()
@@ -265,14 +286,14 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
         inputs = with_history_noise(batch.prev_codes, ctx.shard(noise, config.batch_size))  # (B, T)
         out = net(batch.audio.to(dev), inputs.to(dev))  # (B, T, N): every position in one pass
         if config.algo == "bc":
-            loss = behaviour_cloning_loss(out, batch.actions.to(dev))
+            loss = behaviour_cloning_loss(out, batch.actions.to(dev), targets)
             metrics = {"losses/total": loss.item(), "losses/cross_entropy": loss.item()}
         else:
             with torch.no_grad():
                 q_target = target(batch.audio.to(dev), inputs.to(dev))
             parts = discrete_cql_loss(out, q_target, batch.actions.to(dev), batch.rewards.to(dev), batch.dones.to(dev),
                                       config.gamma, config.alpha, config.double_q,
-                                      batch.human.to(dev) if config.conservative_on == "human" else None)
+                                      batch.human.to(dev) if config.conservative_on == "human" else None, targets)
             loss, metrics = parts.total, parts.metrics()
         opt.zero_grad(set_to_none=True)
         loss.backward()

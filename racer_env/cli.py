@@ -187,6 +187,8 @@ def _add_train_parsers(stages) -> None:
     agent.add_argument("--human-fraction", type=float, default=None,
                        help="racer-cql: share of every batch drawn from the human speaker's episodes (default 0.5; "
                             "0: uniform over all dataset windows)")
+    agent.add_argument("--soft-targets", type=float, default=None,
+                       help="share of each label spread over the 7 nearest codes of the codebook (default 0.3; 0: off)")
     agent.add_argument("--history-dropout", type=float, default=None,
                        help="probability that a previous-code input is replaced by a random code in training "
                             "(default 0.8; 0: off)")
@@ -350,8 +352,8 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     from racer_agents.train import agent_config_for, train_agent
 
     if args.algo in ONLINE_ALGOS:
-        offline = ("dataset", "alpha", "conservative_on", "human_fraction", "history_dropout", "weight_decay",
-                   "ema_decay", "window", "valid_every", "patience")
+        offline = ("dataset", "alpha", "conservative_on", "human_fraction", "soft_targets", "history_dropout",
+                   "weight_decay", "ema_decay", "window", "valid_every", "patience")
         given = [f"--{k.replace('_', '-')}" for k in offline if getattr(args, k) not in (None, False)]
         if given:
             raise ValueError(f"--algo {args.algo} learns online on the environment: {', '.join(given)} do not apply")
@@ -368,7 +370,7 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
                                conservative_on=args.conservative_on,
                                human_fraction=args.human_fraction,
                                history_dropout=args.history_dropout, weight_decay=args.weight_decay,
-                               ema=args.ema_decay,
+                               ema=args.ema_decay, soft_targets=args.soft_targets,
                                window=args.window, valid_every=args.valid_every, patience=args.patience,
                                checkpoint_every=args.checkpoint_every, dataset=args.dataset, agent_name=args.name)
     result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,

@@ -115,3 +115,20 @@ def test_audio_observation_does_not_depend_on_the_recording_level():
     flat = loud.reshape(-1, cfg.n_mels + 2)
     np.testing.assert_allclose(flat.mean(0), 0.0, atol=1e-4)
     np.testing.assert_allclose(flat.std(0), 1.0, atol=1e-3)
+
+
+def test_soft_targets_spread_a_share_of_each_label_over_its_neighbours():
+    from racer_agents.losses import behaviour_cloning_loss, soft_target_matrix
+
+    neighbours = torch.tensor([[1, 2], [0, 2], [1, 0]])
+    targets = soft_target_matrix(neighbours, 0.3)
+    assert targets[0].tolist() == pytest.approx([0.7, 0.15, 0.15]) and torch.allclose(targets.sum(1), torch.ones(3))
+    logits = torch.randn(2, 4, 3)
+    actions = torch.randint(0, 3, (2, 4))
+    hard = soft_target_matrix(neighbours, 0.0)
+    assert behaviour_cloning_loss(logits, actions, hard).item() == pytest.approx(
+        behaviour_cloning_loss(logits, actions).item(), rel=1e-5)
+    q = torch.tensor([[[1.0, 2.0, 0.0]]])
+    parts = discrete_cql_loss(q, q, torch.tensor([[1]]), torch.zeros(1, 1), torch.ones(1, 1), soft_targets=targets)
+    label = 0.15 * 1.0 + 0.7 * 2.0 + 0.15 * 0.0  # row 1: itself 0.7, codes 0 and 2 0.15 each
+    assert parts.conservative.item() == pytest.approx(np.log(np.exp(1) + np.exp(2) + 1) - label, rel=1e-5)
