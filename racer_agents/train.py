@@ -189,6 +189,16 @@ def with_history_noise(prev_codes: torch.Tensor, noise: torch.Tensor) -> torch.T
     return torch.where(noise >= 0, noise, prev_codes)
 
 
+def rank_balanced_order(n_human: int, batch: int, world: int) -> np.ndarray:
+    """(batch,) positions of a batch drawn human windows first (``n_human`` of them, a multiple of ``world``),
+    reordered so that each of the ``world`` contiguous shards holds the same number of human windows. Each rank
+    then averages the conservative term over as many human steps as every other, and the mean over ranks equals
+    the one-process loss."""
+    human = np.split(np.arange(n_human), world)
+    other = np.split(np.arange(n_human, batch), world)
+    return np.concatenate([np.concatenate([h, o]) for h, o in zip(human, other)])
+
+
 @dataclass
 class _Selection:
     """Validation-based model selection: the best validation figure so far, its step and weights."""
@@ -250,9 +260,10 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
     human = segments.human_steps()[torch.from_numpy(firsts)].numpy() > 0  # (W,) windows of human episodes
     if config.algo != "bc" and config.human_fraction > 0 and 0 < human.sum() < len(firsts):
         pools = (firsts[human], firsts[~human])  # each batch: a fixed share of human windows, the rest augmented
-        n_human = round(config.human_fraction * config.batch_size)
+        n_human = ctx.world_size * round(config.human_fraction * config.batch_size / ctx.world_size)
     else:
         pools, n_human = (firsts, firsts[:0]), config.batch_size
+    order = rank_balanced_order(n_human, config.batch_size, ctx.world_size)
     validation = Validation(ws, obs_cfg, "valid", device) if config.valid_every else None
     targets = _soft_targets(ws, config)
     torch.manual_seed(config.seed)
@@ -282,6 +293,7 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
         chosen = np.concatenate([pools[0][rng.integers(0, len(pools[0]), n_human)],
                                  pools[1][rng.integers(0, max(len(pools[1]), 1), config.batch_size - n_human)]])
         noise = history_noise(rng, (config.batch_size, config.window), config.history_dropout, gpt_cfg.n_codes)
+        chosen, noise = chosen[order], noise[torch.from_numpy(order)]  # every rank: the same share of human windows
         batch = segments.windows(ctx.shard(chosen, config.batch_size), config.window)  # this rank's share
         inputs = with_history_noise(batch.prev_codes, ctx.shard(noise, config.batch_size))  # (B, T)
         out = net(batch.audio.to(dev), inputs.to(dev))  # (B, T, N): every position in one pass
