@@ -97,7 +97,8 @@ def markdown(report: dict) -> str:
                      f"{r['sync_agent']:.3f} | {r['sync_random_mean']:.3f} | "
                      f"{'n/a (random <= 0)' if ratio == float('inf') else f'{ratio:.1f}'} | {'yes' if met else '**no**'} |")
     lines += ["", ("Audio features against the training corpus's statistics (z-scores; training: mean 0, sd 1 per "
-              "feature):"), "", "| recording | group | mean z | sd z | abs z > 3 (%) | clipped (%) |",
+              "feature). This is what an agent would read with the corpus normalisation; racer's agents read each "
+              "feature standardised over the recording itself instead (mean 0, sd 1 by construction):"), "", "| recording | group | mean z | sd z | abs z > 3 (%) | clipped (%) |",
               "| --- | --- | --- | --- | --- | --- |"]
     for r in report["recordings"]:
         for group in ("log_mel", "onset", "log_rms"):
