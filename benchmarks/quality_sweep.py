@@ -38,8 +38,8 @@ VARIANTS: dict[str, dict] = {
     "tuned, no augmentation (ground truth only)": {"agent": TUNED, "augment": {"augment": 0}},
     "tuned, 8 augmented episodes per segment": {"agent": TUNED, "augment": {"augment": 8}},
     "tuned, substitution p 0.6": {"agent": TUNED, "augment": {"p_substitute": 0.6}},
-    "tuned, horizon H 8": {"agent": TUNED, "augment": {"segment_codes": 8, "stride": 8}},
-    "tuned, horizon H 30": {"agent": TUNED, "augment": {"segment_codes": 30, "stride": 30}},
+    "tuned, horizon H 8": {"agent": {**TUNED, "window": 8}, "augment": {"segment_codes": 8, "stride": 8}},
+    "tuned, horizon H 30": {"agent": {**TUNED, "window": 30}, "augment": {"segment_codes": 30, "stride": 30}},
     "tuned, reward window W 2": {"agent": TUNED, "reward": {"window_codes": 2}},
     "tuned, reward window W 8": {"agent": TUNED, "reward": {"window_codes": 8}},
 }

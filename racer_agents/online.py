@@ -150,7 +150,7 @@ class ActorCriticGPT(nn.Module):
 # -- collecting episodes on the vector environment ------------------------------------------------------------
 @dataclass
 class Episodes:
-    """A batch of whole episodes as GPT inputs and targets (the layout of racer_agents.segments.Segments)."""
+    """A batch of whole episodes as GPT inputs and targets (the layout of racer_agents.segments.Windows)."""
 
     audio: torch.Tensor  # (E, H, audio_dim)
     prev_codes: torch.Tensor  # (E, H) long
