@@ -21,20 +21,15 @@ Usage:  python benchmarks/agent_ablations.py --workspace W [--seed 0] [--steps 1
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
-import platform
 import time
 from pathlib import Path
 
-import torch
+from common import machine, run_racer, write_results
 
 from racer_agents.evaluate import REFERENCE_SYSTEMS, evaluate
 from racer_env.checkpoint import load_checkpoint
-from racer_env.cli import main as racer
 from racer_env.corpus.store import Corpus
-from racer_env.workspace import write_json_atomic
 
 GRID_DATASET = "racer/ablation/grid15-v0"
 VARIANTS: dict[str, list[str]] = {
@@ -49,14 +44,6 @@ VARIANTS: dict[str, list[str]] = {
 }
 COLUMNS = ("mean_reward", "stroke_f1", "nod_f1", "sync", "fgd", "maje_mm")
 
-
-def run(*argv: str) -> float:
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = racer(list(argv))
-    if code:
-        raise SystemExit(f"racer {' '.join(argv)} exited {code}")
-    return time.perf_counter() - start
 
 
 def agent_name(label: str) -> str:
@@ -90,13 +77,13 @@ def main() -> None:
     ws = args.workspace
     os.environ.setdefault("MINARI_DATASETS_PATH", str(ws / "datasets"))
     start = time.perf_counter()
-    run("dataset", "build", str(ws), "--quiet")  # the default whole-clip dataset (skipped when current)
+    run_racer("dataset", "build", str(ws), "--quiet")  # the default whole-clip dataset (skipped when current)
     # 15-code segments every 15 steps: the training windows before this work (reused when built from the same inputs)
-    run("dataset", "build", str(ws), "--segment-codes", "15", "--id", GRID_DATASET, "--quiet")
+    run_racer("dataset", "build", str(ws), "--segment-codes", "15", "--id", GRID_DATASET, "--quiet")
     agents, best = {}, {}
     for label, flags in VARIANTS.items():
         name = agent_name(label)
-        run("train", "agent", str(ws), "--algo", "bc", "--seed", str(args.seed), "--steps", str(args.steps),
+        run_racer("train", "agent", str(ws), "--algo", "bc", "--seed", str(args.seed), "--steps", str(args.steps),
             "--name", name, "--quiet", *flags)
         agents[label] = name
         meta, _, _ = load_checkpoint(ws / "agents" / name / "model.pt", "agent")
@@ -104,12 +91,9 @@ def main() -> None:
     result = evaluate(ws, agents=list(agents.values()), progress=False)
     report = {"args": {"workspace": str(ws), "seed": args.seed, "steps": args.steps}, "agents": agents,
               "best_steps": best, "evaluation": result, "corpus": Corpus.load(ws).summary(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+              "machine": machine(),
               "seconds": time.perf_counter() - start}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out.with_suffix(".json"), report)
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    write_results(args.out, report, markdown)
 
 
 if __name__ == "__main__":

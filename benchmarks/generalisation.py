@@ -17,50 +17,35 @@ Writes <out>.json, <out>.md and <out>_curves.png.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from common import machine, run_racer, write_results
 
 from racer_agents.evaluate import REFERENCE_SYSTEMS, evaluate, markdown_table
 from racer_env.checkpoint import load_checkpoint
-from racer_env.cli import main as racer
-from racer_env.workspace import write_json_atomic
 
 ALGOS = ("bc", "racer-cql")
 SUMMARY = ("mean_reward", "stroke_f1", "nod_f1", "sync", "fgd", "pmb_pct", "maje_mm")
-
-
-def run(*argv: str) -> float:
-    """Run a racer command quietly; returns its wall seconds (raises on a non-zero exit)."""
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = racer(list(argv))
-    if code:
-        raise SystemExit(f"racer {' '.join(argv)} exited {code}")
-    return time.perf_counter() - start
 
 
 def build(ws: Path, corpus_seed: int, seeds: list[int], steps: int | None) -> dict[str, float]:
     """Every stage of the workspace (each skipped when current); returns the wall seconds of each."""
     seconds = {}
     if not (ws / "corpus" / "manifest.json").is_file():
-        seconds["corpus"] = run("corpus", "synth", str(ws), "--minutes", "60", "--speakers", "4",
-                                "--seed", str(corpus_seed))
+        seconds["corpus"] = run_racer("corpus", "synth", str(ws), "--minutes", "60", "--speakers", "4",
+                                      "--seed", str(corpus_seed))[1]
     for stage in ("vqvae", "reward"):
-        seconds[stage] = run("train", stage, str(ws), "--quiet")
-    seconds["dataset"] = run("dataset", "build", str(ws), "--quiet")
+        seconds[stage] = run_racer("train", stage, str(ws), "--quiet")[1]
+    seconds["dataset"] = run_racer("dataset", "build", str(ws), "--quiet")[1]
     for algo in ALGOS:
         for seed in seeds:
             extra = ["--steps", str(steps)] if steps else []
-            seconds[f"{algo}-s{seed}"] = run("train", "agent", str(ws), "--algo", algo, "--seed", str(seed),
-                                             "--name", f"{algo}-s{seed}", "--quiet", *extra)
+            seconds[f"{algo}-s{seed}"] = run_racer("train", "agent", str(ws), "--algo", algo, "--seed", str(seed),
+                                                   "--name", f"{algo}-s{seed}", "--quiet", *extra)[1]
     return seconds
 
 
@@ -197,13 +182,11 @@ def main() -> None:
         best[name] = (meta.get("selection") or {}).get("best_step")
     report = {"args": {"corpus_seed": args.corpus_seed, "seeds": args.seeds, "steps": args.steps,
                        "workspace": str(ws)},
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+              "machine": machine(),
               "stage_seconds": seconds, "seconds": time.perf_counter() - start, "evaluation": result,
               "algorithms": algos, "targets": targets(result, algos), "curves": series, "best_steps": best,
               "curves_png": str(png)}
-    write_json_atomic(args.out.with_suffix(".json"), report)
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    write_results(args.out, report, markdown)
 
 
 if __name__ == "__main__":

@@ -19,26 +19,23 @@ The recordings are read in place; only metric figures are written.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import librosa
 import numpy as np
-import torch
+from common import machine, write_results
 
 from racer_agents.agent import load_agent
+from racer_agents.evaluate import positions as joint_positions
 from racer_agents.generate import decode_long, prepare_audio, rest_code, rollout_codes, speech_clip
 from racer_agents.pretrained import pretrained_workspace
 from racer_env.corpus.store import Corpus
 from racer_env.envs.episode_data import AUDIO_BOUND
 from racer_env.metrics.sync import energy_from_features, sync
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import forward_kinematics
 from racer_env.motion.upper_body import find_roles
 from racer_env.vqvae.tokenize import load_vqvae
-from racer_env.workspace import Workspace, write_json_atomic
+from racer_env.workspace import Workspace
 
 
 def feature_range(raw: np.ndarray, corpus: Corpus) -> dict:
@@ -55,7 +52,7 @@ def feature_range(raw: np.ndarray, corpus: Corpus) -> dict:
 
 def motion_sync(codes: np.ndarray, vqvae, corpus: Corpus, energy: np.ndarray, hands: tuple[int, int]) -> float:
     rotations = decode_long(vqvae, codes, corpus)
-    positions = forward_kinematics(corpus.skeleton, rotvec_to_matrix(rotations))[0]
+    positions = joint_positions(corpus.skeleton, rotations)  # (T, J, 3) mm
     n = min(len(positions), len(energy))
     return float(sync(positions[:n], hands, energy[:n], corpus.fps))
 
@@ -125,12 +122,9 @@ def main() -> None:
     recordings = [measure(path, ws, args.agent, args.random_draws, args.seed) for path in args.audio]
     report = {"workspace_label": "the shipped demo weights" if args.workspace is None else f"workspace {args.workspace}",
               "random_draws": args.random_draws, "seed": args.seed, "recordings": recordings,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+              "machine": machine(),
               "seconds": time.perf_counter() - start}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out.with_suffix(".json"), report)
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    write_results(args.out, report, markdown)
 
 
 if __name__ == "__main__":
