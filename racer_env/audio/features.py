@@ -7,7 +7,9 @@ frame t covers samples [t * hop, (t + 1) * hop): the frame a motion frame t owns
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,11 +17,18 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from racer_env.errors import RacerError
+
 #: silence threshold for a whole recording: peak amplitude below this (about -80 dBFS) is "silent".
 SILENCE_PEAK = 1e-4
 
+#: largest peak accepted in a float file (integer PCM always reads within [-1, 1]). Float audio is expected in
+#: [-1, 1], but float files may legitimately go above full scale (a mix before limiting), so only a peak above
+#: this (+24 dBFS) is refused: such a file holds integer sample values stored as floats, or garbage.
+MAX_FLOAT_PEAK = 16.0
 
-class AudioError(ValueError):
+
+class AudioError(RacerError):
     """Audio that cannot be used; the message names the file and the problem."""
 
 
@@ -55,20 +64,97 @@ class AudioFeatureConfig:
 def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     """Load wav/flac/ogg (anything libsndfile reads) at any rate, as mono float32 at ``sample_rate``.
 
+    The samples are checked as stored, before averaging to mono and resampling, so that a bad sample is reported
+    with its time in the file (librosa would fail on it inside the resampler without naming the file).
+
     Raises:
-        AudioError: missing, unreadable or truncated file, empty, non-finite or silent audio.
+        AudioError: a missing path, a directory or other non-file, an unreadable, undecodable or truncated file,
+            and empty, non-finite, out-of-range (peak above :data:`MAX_FLOAT_PEAK`) or silent audio.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
+    _check_audio_path(path)
     try:
-        # Probe with libsndfile (librosa's own reader) first so a corrupt file fails here with its reason
-        # instead of falling through to librosa's deprecated audioread path.
-        sf.info(str(path))
-        y, _ = librosa.load(path, sr=sample_rate, mono=True)
+        # Read with libsndfile (librosa's own reader) so that a corrupt file fails here with its reason instead of
+        # falling through to librosa's deprecated audioread path. libsndfile's mp3 decoder prints "Note: ..."
+        # lines when it opens garbage; they say nothing the error below does not.
+        with _c_stderr_silenced():
+            sound = sf.SoundFile(str(path))
+        with sound:  # read as librosa.load does (its mp3 decoding depends on the read calls)
+            raw, rate = sound.read(frames=-1, dtype="float32", always_2d=True), sound.samplerate  # (n, channels)
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
-        raise AudioError(f"{path}: cannot decode audio ({type(err).__name__}: {err})") from None
+        raise AudioError(f"{path}: cannot decode audio: not a wav/flac/ogg file libsndfile can read "
+                         f"({_decode_reason(err, path)})") from None
+    _check_samples(raw, rate, str(path))
+    # what librosa.load(path, sr=sample_rate, mono=True) does after reading
+    y = librosa.resample(librosa.to_mono(raw.T), orig_sr=rate, target_sr=sample_rate)
     return check_audio(y, str(path))
+
+
+def _check_audio_path(path: Path) -> None:
+    """A one-line AudioError unless ``path`` is an existing, readable regular file."""
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, expected an audio file (wav, flac, ogg)")
+    if not path.exists():
+        raise AudioError(f"{path}: no such audio file")
+    if not path.is_file():
+        raise AudioError(f"{path}: is not a regular file, expected an audio file (wav, flac, ogg)")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: cannot read the audio file (permission denied)")
+
+
+def _decode_reason(err: Exception, path: Path) -> str:
+    """libsndfile's reason in a few words, without its misleading hints."""
+    try:
+        if path.stat().st_size == 0:
+            return "the file is empty (0 bytes)"
+    except OSError:
+        pass
+    reason = getattr(err, "error_string", None) or str(err)
+    # libsndfile says "File does not exist or is not a regular file (possibly a pipe?)" when a decoder (mp3) gives
+    # up on garbage; the path was checked above, so what it means is that the content is not audio it knows.
+    if "possibly a pipe" in reason or "does not exist" in reason:
+        return "unrecognised format or corrupt data"
+    reason = " ".join(reason.split()).rstrip(".")
+    return reason[:1].lower() + reason[1:] if reason[1:2].islower() else reason
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced():
+    """Send file descriptor 2 to /dev/null while a C library prints notes we do not want on the terminal."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr: nothing to silence
+        saved = None
+    if saved is None:
+        yield
+        return
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _check_samples(raw: np.ndarray, rate: int, source: str) -> None:
+    """Refuse empty, non-finite and absurdly loud audio as stored: (n, channels) at ``rate``."""
+    if raw.size == 0:
+        raise AudioError(f"{source}: audio is empty (0 samples)")
+    finite = np.isfinite(raw).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise AudioError(f"{source}: NaN or infinite samples (first at {first / rate:.3f} s); the file is corrupt "
+                         f"or was written from a failed computation")
+    peak = float(np.abs(raw).max())
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioError(f"{source}: peak amplitude {peak:.6g} is far out of range: float audio is expected in "
+                         f"[-1, 1] (peaks up to {MAX_FLOAT_PEAK:g} are accepted); rescale it")
 
 
 def check_audio(y: np.ndarray, source: str = "audio") -> np.ndarray:
@@ -85,15 +171,19 @@ def check_audio(y: np.ndarray, source: str = "audio") -> np.ndarray:
     return y
 
 
-def audio_features(y: np.ndarray, config: AudioFeatureConfig = AudioFeatureConfig()) -> np.ndarray:
+def audio_features(y: np.ndarray, config: AudioFeatureConfig = AudioFeatureConfig(),
+                   source: str | None = None) -> np.ndarray:
     """(n_samples,) mono waveform at ``config.sample_rate`` -> (T, n_features) float32, T = n // hop.
 
-    Columns: log-mel in dB (n_mels), onset strength, log RMS energy.
+    Columns: log-mel in dB (n_mels), onset strength, log RMS energy. ``source`` (the file) names the audio in
+    errors.
     """
     hop = config.hop_length
     n_frames = len(y) // hop
     if n_frames < 1:
-        raise AudioError(f"audio of {len(y)} samples is shorter than one feature frame ({hop} samples)")
+        where = f"{source}: " if source else ""
+        raise AudioError(f"{where}audio of {len(y) / config.sample_rate:.3f} s ({len(y)} samples) is shorter than "
+                         f"one feature frame ({hop / config.sample_rate:.3f} s = {hop} samples)")
     mel = librosa.feature.melspectrogram(
         y=y, sr=config.sample_rate, n_fft=config.n_fft, hop_length=hop, n_mels=config.n_mels,
         fmin=config.fmin, fmax=config.fmax,

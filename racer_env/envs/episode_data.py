@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from racer_env.corpus.store import Corpus
+from racer_env.errors import RacerError
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
 from racer_env.reward.scorer import RewardScorer
@@ -110,11 +111,11 @@ class EnvData:
         try:
             return self.clips[clip_id]
         except KeyError:
-            raise ValueError(f"no clip {clip_id!r} in {self.workspace}; e.g. {list(self.clips)[:3]}") from None
+            raise RacerError(f"no clip {clip_id!r} in {self.workspace}; e.g. {list(self.clips)[:3]}") from None
 
     def split_ids(self, split: str) -> list[str]:
         if split not in self.splits:
-            raise ValueError(f"split must be one of {list(self.splits)}, got {split!r}")
+            raise RacerError(f"split must be one of {list(self.splits)}, got {split!r}")
         return self.splits[split]
 
     def _positions(self, rotations: np.ndarray) -> np.ndarray:
@@ -127,7 +128,7 @@ class EnvData:
         if kind == "distance":
             return self.distance_rewards(windows)
         if kind != "contrastive":
-            raise ValueError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
+            raise RacerError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
         out = np.zeros(len(windows), dtype=np.float32)
         by_len: dict[int, list[int]] = {}
         for i, (codes, _) in enumerate(windows):
@@ -216,8 +217,8 @@ def reward_input(kind: str, clip: ClipData, start: int, history: np.ndarray, win
     if kind == "contrastive":
         return codes, audio
     if kind != "distance":
-        raise ValueError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
+        raise RacerError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
     if clip.positions is None:
-        raise ValueError(f"clip {clip.clip_id!r} has no ground-truth motion: no distance reward")
+        raise RacerError(f"clip {clip.clip_id!r} has no ground-truth motion: no distance reward")
     last = start + len(history) - 1
     return codes, clip.positions[last * frames_per_code:(last + 1) * frames_per_code]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -16,6 +17,7 @@ from racer_env.envs.episode_data import (
     observation,
     reward_input,
 )
+from racer_env.errors import RacerError
 from racer_env.render import draw_pose, pose_positions
 from racer_env.vqvae.tokenize import decode_codes
 
@@ -35,12 +37,33 @@ def check_action(action: Any, n_codes: int) -> int:
     return int(arr)
 
 
-def choose_episode(data, options: dict, rng: np.random.Generator, split: str,
-                   segment_codes: int | None) -> tuple[str, int, int]:
-    """(clip id, start step, horizon H) from reset options, drawing what they leave open with ``rng``."""
+def reset_options(options: Any) -> dict:
+    """``reset(options=...)`` as a dict (``None`` -> empty), or a RacerError that says what arrived."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise RacerError(f"reset options must be a dict with keys 'clip', 'start', 'split'; "
+                         f"got {type(options).__name__}")
     unknown = set(options) - {"clip", "start", "split"}
     if unknown:
-        raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'clip', 'start', 'split'")
+        raise RacerError(f"unknown reset options {sorted(unknown, key=str)}; expected 'clip', 'start', 'split'")
+    return dict(options)
+
+
+def start_option(value: Any) -> int:
+    """The ``start`` reset option as an int: Python and numpy integers, and integral floats (2.0); nothing else
+    (2.5 would silently become 2, "2" and True are not step numbers)."""
+    integral = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer())
+    if integral and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    raise RacerError(f"reset option 'start' must be an integer code step, got {value!r}")
+
+
+def choose_episode(data, options: Mapping | None, rng: np.random.Generator, split: str,
+                   segment_codes: int | None) -> tuple[str, int, int]:
+    """(clip id, start step, horizon H) from reset options, drawing what they leave open with ``rng``."""
+    options = reset_options(options)
     h = segment_codes
     if "clip" in options:
         clip_id = str(options["clip"])
@@ -49,16 +72,17 @@ def choose_episode(data, options: dict, rng: np.random.Generator, split: str,
         pool = options.get("split", split)
         long_enough = [c for c in data.split_ids(pool) if data.clips[c].n_codes - 1 >= (h or 1)]
         if not long_enough:
-            raise ValueError(f"no clip of split {pool!r} has the {(h or 1) + 1} code steps an episode needs")
+            raise RacerError(f"no clip of split {pool!r} has the {(h or 1) + 1} code steps an episode needs")
         clip_id = long_enough[int(rng.integers(len(long_enough)))]
         n = data.clips[clip_id].n_codes
     last_start = n - 1 - (h or 1)
     if last_start < 0:
-        raise ValueError(f"clip {clip_id!r} has {n} code steps; an episode of segment_codes={h} needs {(h or 1) + 1}")
-    start = int(options["start"]) if "start" in options else (0 if h is None else int(rng.integers(last_start + 1)))
+        raise RacerError(f"clip {clip_id!r} has {n} code steps; an episode of segment_codes={h} needs {(h or 1) + 1}")
+    start = start_option(options["start"]) if "start" in options else (
+        0 if h is None else int(rng.integers(last_start + 1)))
     if not 0 <= start <= last_start:
-        raise ValueError(f"start {start} is out of range for clip {clip_id!r} of {n} code steps with "
-                         f"segment_codes={h}: use 0 .. {last_start}")
+        raise RacerError(f"reset option 'start' {start} is out of range for clip {clip_id!r} of {n} code steps "
+                         f"with segment_codes={h}: use 0 .. {last_start}")
     return clip_id, start, (n - 1 - start) if h is None else h
 
 
@@ -162,7 +186,7 @@ class GestureSynthesisEnv(gym.Env):
     # -- episode -------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        clip_id, self._start, self._horizon = choose_episode(self.data, dict(options or {}), self.np_random,
+        clip_id, self._start, self._horizon = choose_episode(self.data, options, self.np_random,
                                                              self.split, self.segment_codes)
         self._clip = self.data.clip(clip_id)
         self._history = self._clip.codes[self._start:self._start + 1].copy()  # a_0

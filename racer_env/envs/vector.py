@@ -12,6 +12,7 @@ from gymnasium.vector.utils import batch_space
 
 from racer_env.envs.episode_data import ObservationConfig, load_env_data, observation, reward_input
 from racer_env.envs.gesture import GestureSynthesisEnv, check_action, choose_episode, observation_space
+from racer_env.errors import RacerError
 
 
 class GestureSynthesisVectorEnv(VectorEnv):
@@ -31,7 +32,7 @@ class GestureSynthesisVectorEnv(VectorEnv):
                  past: int = 3, lookahead: int = 1, history: int = 8, device: str = "cpu",
                  render_mode: str | None = None, reward: str = "contrastive") -> None:
         if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+            raise RacerError(f"num_envs must be >= 1, got {num_envs}")
         # one single env validates the arguments and renders; all share the loaded data
         self._template = GestureSynthesisEnv(workspace, split, segment_codes, past, lookahead, history, device,
                                              render_mode, reward)
@@ -54,7 +55,7 @@ class GestureSynthesisVectorEnv(VectorEnv):
         self._autoreset = np.zeros(num_envs, dtype=bool)
 
     def _reset_one(self, i: int, options: dict | None) -> None:
-        clip_id, start, horizon = choose_episode(self.data, dict(options or {}), self._rngs[i], self.split,
+        clip_id, start, horizon = choose_episode(self.data, options, self._rngs[i], self.split,
                                                  self.segment_codes)
         self._clips[i] = self.data.clip(clip_id)
         self._starts[i], self._horizons[i] = start, horizon
@@ -73,7 +74,7 @@ class GestureSynthesisVectorEnv(VectorEnv):
         else:
             seeds = list(seed)
             if len(seeds) != self.num_envs:
-                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
+                raise RacerError(f"need {self.num_envs} seeds, got {len(seeds)}")
         for i, s in enumerate(seeds):
             if s is not None or self._clips[i] is None:
                 self._rngs[i] = seeding.np_random(s)[0]
@@ -86,7 +87,7 @@ class GestureSynthesisVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,):
-            raise ValueError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
+            raise RacerError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=bool)
         windows, stepped = [], []

@@ -19,12 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from racer_env.errors import RacerError
 from racer_env.motion.rotations import euler_to_matrix, matrix_to_euler
 from racer_env.motion.skeleton import POSITION_CHANNELS, ROTATION_CHANNELS, Skeleton
 
 
-class BvhError(ValueError):
+class BvhError(RacerError):
     """A BVH file that cannot be read; the message names the file and the problem."""
+
+
+#: largest magnitude accepted for any number in a BVH file (offsets and channel values, in file units or
+#: degrees). Real takes never come near it (1e6 cm is 10 km, 1e6 degrees is 2,778 turns); a larger value is
+#: corruption, and values far beyond it overflow forward kinematics (positions multiply offsets by rotations
+#: and sum them along the chain) or make the trigonometry meaningless.
+MAX_ABS_VALUE = 1e6
 
 
 @dataclass(eq=False)
@@ -141,9 +149,13 @@ def _parse_floats(tokens: list[str], n: int, where: str) -> np.ndarray:
     if len(tokens) != n:
         raise BvhError(f"{where}: expected {n} numbers, got {len(tokens)}: {' '.join(tokens)!r}")
     try:
-        return np.array([float(t) for t in tokens])
+        values = np.array([float(t) for t in tokens])
     except ValueError:
         raise BvhError(f"{where}: expected numbers, got {' '.join(tokens)!r}") from None
+    if not (np.abs(values) <= MAX_ABS_VALUE).all():
+        raise BvhError(f"{where}: expected finite numbers of magnitude at most {MAX_ABS_VALUE:g}, "
+                       f"got {' '.join(tokens)!r}")
+    return values
 
 
 def _parse_hierarchy(lines: list[str], source: str, unit_mm: float) -> tuple[Skeleton, int]:
@@ -262,27 +274,64 @@ def read_bvh(path: str | os.PathLike, unit_mm: float = 10.0) -> Bvh:
     if n_frames < 1 or not np.isfinite(frame_time) or frame_time <= 0:
         raise BvhError(f"{path}: needs Frames >= 1 and a positive Frame Time, got {n_frames} and {frame_time}")
     body = motion_lines[2] if len(motion_lines) > 2 else ""
-    n_channels = skeleton.n_channels
-    data = _parse_motion_block(body, n_frames, n_channels, path)
+    first_line = text.count("\n", 0, len(text) - len(body)) + 1  # file line of the first frame
+    data = _parse_motion_block(body, n_frames, skeleton, path, first_line)
     return Bvh(skeleton=skeleton, frame_time=frame_time, values=data)
 
 
-def _parse_motion_block(body: str, n_frames: int, n_channels: int, path: Path) -> np.ndarray:
-    """Parse the frame lines in one call; check count and finiteness, naming the first bad frame."""
+def _parse_motion_block(body: str, n_frames: int, skeleton: Skeleton, path: Path, first_line: int) -> np.ndarray:
+    """Parse the frame lines in one call; check count, finiteness and range, naming the first bad frame."""
+    n_channels = skeleton.n_channels
     try:
         flat = np.loadtxt(io.StringIO(body), dtype=np.float64, ndmin=2) if body.strip() else np.zeros((0, 0))
-    except ValueError as err:
-        raise BvhError(f"{path}: motion data is truncated or corrupt: not numeric or rows differ in length ({err})") from None
+    except ValueError:
+        raise _bad_motion_row(body, n_channels, path, first_line) from None
     if flat.shape[0] != n_frames or (n_frames and flat.shape[1] != n_channels):
         got_cols = flat.shape[1] if flat.size else 0
         raise BvhError(
             f"{path}: header says {n_frames} frames of {n_channels} channels, found {flat.shape[0]} rows of "
             f"{got_cols} values (truncated or corrupt file)"
         )
-    bad = ~np.isfinite(flat).all(axis=1)
+    bad = ~(np.abs(flat) <= MAX_ABS_VALUE)  # NaN compares False: caught here too
     if bad.any():
-        raise BvhError(f"{path}: NaN or infinite values in frame {int(np.argmax(bad))} (0-based)")
+        frame, col = (int(i) for i in np.argwhere(bad)[0])
+        value = flat[frame, col]
+        what = "NaN or infinite value" if not np.isfinite(value) else (
+            f"value {value:g} exceeds the largest magnitude accepted ({MAX_ABS_VALUE:g})")
+        raise BvhError(f"{path}: {what} in frame {frame} (0-based), channel {_channel_name(skeleton, col)}; the "
+                       f"file is corrupt")
     return flat
+
+
+def _channel_name(skeleton: Skeleton, col: int) -> str:
+    """'<joint> <channel>' of column ``col`` of the motion data."""
+    for name, chans in zip(skeleton.names, skeleton.channels):
+        if col < len(chans):
+            return f"{name} {chans[col]}"
+        col -= len(chans)
+    return f"#{col}"
+
+
+def _bad_motion_row(body: str, n_channels: int, path: Path, first_line: int) -> BvhError:
+    """The error for the first frame line that is not ``n_channels`` numbers (numpy's own message is not for
+    users)."""
+    frame = 0
+    for i, raw in enumerate(body.split("\n")):
+        tokens = raw.split("#", 1)[0].split()  # as np.loadtxt reads it: comments and blank lines skipped
+        if not tokens:
+            continue
+        where = f"{path}, line {first_line + i}"
+        if len(tokens) != n_channels:
+            return BvhError(f"{where}: motion data is truncated or corrupt: frame {frame} (0-based) has "
+                            f"{len(tokens)} numbers, expected {n_channels}")
+        for token in tokens:
+            try:
+                float(token)
+            except ValueError:
+                return BvhError(f"{where}: motion data is corrupt: frame {frame} (0-based) has {token[:20]!r} "
+                                f"where a number is expected")
+        frame += 1
+    return BvhError(f"{path}: motion data is truncated or corrupt: its frame lines cannot be read as numbers")
 
 
 # -- writing -----------------------------------------------------------------------------------------------
