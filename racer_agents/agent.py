@@ -26,6 +26,7 @@ from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import CheckpointError, check_corpus_match, load_checkpoint
 from racer_env.corpus.store import Corpus
 from racer_env.envs.episode_data import ObservationConfig
+from racer_env.errors import RacerError
 from racer_env.workspace import Workspace
 
 
@@ -174,9 +175,9 @@ def load_agent(workspace: str | Workspace, name: str | None = None, device: str 
             raise CheckpointError(f"{ws.root}: no trained agent; train one with racer train agent W --algo racer-cql")
         name = "racer-cql" if "racer-cql" in names else names[0] if len(names) == 1 else None
         if name is None:
-            raise ValueError(f"{ws.root} has several agents {names}; choose one with --agent")
+            raise RacerError(f"{ws.root} has several agents {names}; choose one with --agent")
     if name not in names:
-        raise ValueError(f"no agent {name!r} in {agents_dir(ws)}; trained agents: {names or 'none'}")
+        raise RacerError(f"no agent {name!r} in {agents_dir(ws)}; trained agents: {names or 'none'}")
     directory = agents_dir(ws) / name
     if (directory / "model.pt").is_file():
         meta, state, _ = load_checkpoint(directory / "model.pt", "agent")

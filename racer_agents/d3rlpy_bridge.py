@@ -23,6 +23,7 @@ from d3rlpy.models.encoders import EncoderFactory, register_encoder_factory
 from torch import nn
 
 from racer_env.envs.wrappers import OBSERVATION_KEYS
+from racer_env.errors import RacerError
 
 #: the discrete algorithms of d3rlpy that work on the gesture MDP, by config class name prefix.
 DISCRETE_ALGORITHMS = ("DiscreteCQL", "DQN", "DoubleDQN", "NFQ", "DiscreteBCQ", "DiscreteBC", "DiscreteSAC",
@@ -123,7 +124,7 @@ def algo_config(name: str, encoder: GestureEncoderFactory, max_timestep: int = 1
         import difflib
 
         hint = difflib.get_close_matches(name, DISCRETE_ALGORITHMS, n=1)
-        raise ValueError(f"unknown d3rlpy discrete algorithm {name!r}"
+        raise RacerError(f"unknown d3rlpy discrete algorithm {name!r}"
                          f"{f'; did you mean {hint[0]!r}' if hint else ''}; choose one of {DISCRETE_ALGORITHMS}")
     config_cls = getattr(d3rlpy.algos, f"{name}Config")
     if name == "DiscreteSAC":

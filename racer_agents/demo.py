@@ -18,7 +18,15 @@ from pathlib import Path
 from racer_env.checkpoint import read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import minari_root
-from racer_env.workspace import Workspace, sha256_file, sha256_json, write_json_atomic
+from racer_env.errors import RacerError
+from racer_env.workspace import (
+    Workspace,
+    remove_stale_temporaries,
+    sha256_file,
+    sha256_json,
+    stage_lock,
+    write_json_atomic,
+)
 
 AGENTS = ("racer-cql", "bc")
 CURVES = {  # stage directory -> the logged series plotted in the report
@@ -43,9 +51,9 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in DEMO_PRESETS:
-            raise ValueError(f"racer demo runs one of the presets {sorted(DEMO_PRESETS)}, got {self.preset!r}")
+            raise RacerError(f"racer demo runs one of the presets {sorted(DEMO_PRESETS)}, got {self.preset!r}")
         if self.minutes <= 0 or self.speakers < 1 or self.clip_seconds <= 0:
-            raise ValueError(f"need minutes > 0, speakers >= 1 and clip_seconds > 0, got {self.minutes}, "
+            raise RacerError(f"need minutes > 0, speakers >= 1 and clip_seconds > 0, got {self.minutes}, "
                              f"{self.speakers}, {self.clip_seconds}")
 
 
@@ -58,7 +66,7 @@ DEMO_PRESETS: dict[str, dict] = {
 def demo_config(preset: str = "demo", **overrides) -> DemoConfig:
     """The preset's settings with ``overrides`` (None values ignored) applied."""
     if preset not in DEMO_PRESETS:
-        raise ValueError(f"racer demo runs one of the presets {sorted(DEMO_PRESETS)}, got {preset!r}")
+        raise RacerError(f"racer demo runs one of the presets {sorted(DEMO_PRESETS)}, got {preset!r}")
     return DemoConfig(preset=preset, **{**DEMO_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
 
 
@@ -76,14 +84,17 @@ def run_demo(workspace: str | Path, config: DemoConfig = DemoConfig(), device: s
     ws = Workspace(workspace)
     stages = _stages(ws, config, device, progress)
     results = []
-    for i, (name, run) in enumerate(stages, 1):
-        log(f"[{i}/{len(stages)}] {name} ...")
-        start = time.perf_counter()
-        skipped, detail = run()
-        result = StageResult(name, skipped, time.perf_counter() - start, detail)
-        results.append(result)
-        state = "up to date, skipped" if skipped else "done"
-        log(f"[{i}/{len(stages)}] {name}: {state} in {result.seconds:.1f} s{' - ' + detail if detail else ''}")
+    with stage_lock(ws.root, "demo"):  # each stage also takes its own lock: a concurrent `racer train` is refused
+        for directory in [ws.root / "demo", *(ws.root / "demo").glob("*")]:
+            remove_stale_temporaries(directory)  # of a killed demo (its plots, stamps and evaluation)
+        for i, (name, run) in enumerate(stages, 1):
+            log(f"[{i}/{len(stages)}] {name} ...")
+            start = time.perf_counter()
+            skipped, detail = run()
+            result = StageResult(name, skipped, time.perf_counter() - start, detail)
+            results.append(result)
+            state = "up to date, skipped" if skipped else "done"
+            log(f"[{i}/{len(stages)}] {name}: {state} in {result.seconds:.1f} s{' - ' + detail if detail else ''}")
     return results
 
 
@@ -182,10 +193,10 @@ def _held_out_clip(ws: Workspace, split: str) -> tuple[str, Path]:
     corpus = Corpus.load(ws)
     ids = corpus.clip_ids(split)
     if not ids:
-        raise ValueError(f"split {split!r} of {corpus.directory} has no clips")
+        raise RacerError(f"split {split!r} of {corpus.directory} has no clips")
     wav = Path(corpus.record(ids[0])["source"]["wav"])
     if not wav.is_file():
-        raise FileNotFoundError(f"{wav}: the speech of held-out clip {ids[0]} is missing (re-run racer demo "
+        raise RacerError(f"{wav}: the speech of held-out clip {ids[0]} is missing (re-run racer demo "
                                 f"after deleting {ws.corpus})")
     return ids[0], wav
 

@@ -34,6 +34,7 @@ from racer_agents.retrieval import NearestNeighbourAgent
 from racer_env.corpus.store import Clip, Corpus
 from racer_env.envs.episode_data import ObservationConfig, load_env_data
 from racer_env.envs.gesture import GestureSynthesisEnv
+from racer_env.errors import RacerError
 from racer_env.metrics import fgd as fgd_mod
 from racer_env.metrics import rules
 from racer_env.metrics.motion import audio_beats, l1_diversity, mad, maje
@@ -42,7 +43,13 @@ from racer_env.metrics.sync import SMOOTHING_S
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
 from racer_env.motion.upper_body import find_roles
-from racer_env.workspace import Workspace, write_json_atomic
+from racer_env.workspace import (
+    Workspace,
+    remove_stale_temporaries,
+    stage_lock,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 REFERENCE_SYSTEMS = ("ground_truth", "reconstruction", "random", "nearest_neighbour")
 #: metrics of every corpus (the first table).
@@ -220,7 +227,7 @@ def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split:
     corpus = Corpus.load(ws)
     clips = corpus.clips(split)
     if not clips:
-        raise ValueError(f"split {split!r} of {corpus.directory} has no clips")
+        raise RacerError(f"split {split!r} of {corpus.directory} has no clips")
     names = agents if agents is not None else list_agents(ws)
     systems = reference_and_agents(ws, corpus, names, seed, device)
     try:
@@ -286,7 +293,7 @@ class Validation:
         self.corpus = Corpus.load(ws)
         self.clips = self.corpus.clips(split)
         if not self.clips:
-            raise ValueError(f"split {split!r} of {self.corpus.directory} has no clips to validate on; train without "
+            raise RacerError(f"split {split!r} of {self.corpus.directory} has no clips to validate on; train without "
                              f"validation (--valid-every 0) or use a corpus with a {split} split")
         self.split = split
         self.ref = _reference(ws, self.corpus, self.clips, None)
@@ -345,10 +352,9 @@ def markdown_table(result: dict) -> str:
 
 def write_results(workspace: Workspace, result: dict) -> tuple[Path, Path]:
     out = workspace.root / "eval"
-    out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{result['split']}.json", out / f"{result['split']}.md"
-    write_json_atomic(json_path, result)
-    tmp = md_path.with_name(f".{md_path.name}.tmp")
-    tmp.write_text(markdown_table(result), encoding="utf-8")
-    tmp.replace(md_path)
+    with stage_lock(out, "evaluate"):
+        remove_stale_temporaries(out)
+        write_json_atomic(json_path, result)
+        write_text_atomic(md_path, markdown_table(result))
     return json_path, md_path

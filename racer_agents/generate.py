@@ -29,9 +29,10 @@ from racer_agents.pretrained import pretrained_workspace
 from racer_env.audio.features import SILENCE_PEAK, AudioError, AudioFeatureConfig, audio_features, load_audio
 from racer_env.corpus.store import Corpus
 from racer_env.envs.episode_data import ClipData, observation, observation_audio
+from racer_env.errors import RacerError
 from racer_env.vqvae.model import VQVAE
 from racer_env.vqvae.tokenize import decode_codes, load_vqvae
-from racer_env.workspace import Workspace
+from racer_env.workspace import Workspace, check_output_directory, remove_stale_temporaries, stage_lock
 
 DECODE_CHUNK = 256  # codes decoded at once
 DECODE_MARGIN = 4  # codes of context on each side of a chunk (the decoder's receptive field is ~3 codes)
@@ -62,7 +63,7 @@ def prepare_audio(audio: str | Path | np.ndarray, sample_rate: int | None, targe
     ``target_rate``. Silent audio is returned as is (the caller decides); empty or non-finite audio is an error."""
     if isinstance(audio, (str, Path)):
         if sample_rate is not None:
-            raise ValueError("sample_rate is only for arrays; a file carries its own rate")
+            raise RacerError("sample_rate is only for arrays; a file carries its own rate")
         try:
             return load_audio(audio, target_rate)
         except AudioError as err:
@@ -70,7 +71,7 @@ def prepare_audio(audio: str | Path | np.ndarray, sample_rate: int | None, targe
                 raise
             return _load_silent(audio, target_rate)
     if sample_rate is None or sample_rate <= 0:
-        raise ValueError(f"an audio array needs its sample_rate (a positive integer), got {sample_rate!r}")
+        raise RacerError(f"an audio array needs its sample_rate (a positive integer), got {sample_rate!r}")
     y = np.asarray(audio, dtype=np.float32)
     if y.ndim == 2:
         y = librosa.to_mono(y.T if y.shape[0] > y.shape[1] else y)  # channels are the shorter axis
@@ -148,20 +149,28 @@ def generate(workspace: str | Workspace | None, audio: str | Path | np.ndarray, 
 
     ``workspace=None`` uses the pretrained demo weights shipped with racer (outputs default to
     ``./generated/<name>/``)."""
-    from racer_env.export import write_outputs
+    from racer_env.export import check_formats, write_outputs
 
     ws = pretrained_workspace() if workspace is None else Workspace.of(workspace)
     corpus = Corpus.load(ws)
+    out = None
+    if formats:  # where and what to write is checked before any work
+        formats = check_formats(formats)
+        stem = Path(audio).stem if isinstance(audio, (str, Path)) else "generated"
+        default_root = Path("generated") if workspace is None else ws.root / "generated"
+        out = check_output_directory(Path(out_dir) if out_dir is not None else default_root / stem)
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     y = prepare_audio(audio, sample_rate, rate)
+    n_codes = (len(y) * corpus.fps // rate) // corpus.frames_per_code
+    if n_codes < 1:
+        source = audio if isinstance(audio, (str, Path)) else "audio array"
+        step = corpus.frames_per_code / corpus.fps
+        raise AudioError(f"{source}: audio of {len(y) / rate:.2f} s is shorter than one code step ({step:.2f} s); "
+                         f"gestures need at least {step:.2f} s of speech")
     vqvae, _, _ = load_vqvae(ws, corpus, device)
     the_agent = agent if isinstance(agent, Agent) else load_agent(ws, agent, device)
     start = time.perf_counter()
     silent = bool(np.abs(y).max(initial=0.0) < SILENCE_PEAK)
-    n_codes = (len(y) * corpus.fps // rate) // corpus.frames_per_code
-    if n_codes < 1:
-        raise AudioError(f"audio of {len(y) / rate:.2f} s is shorter than one code step "
-                         f"({corpus.frames_per_code / corpus.fps:.2f} s)")
     rest = rest_code(vqvae, corpus.frames_per_code)
     if silent:
         codes = np.full(int(n_codes), rest, dtype=np.int64)
@@ -170,12 +179,10 @@ def generate(workspace: str | Workspace | None, audio: str | Path | np.ndarray, 
     rotations = decode_long(vqvae, codes, corpus)
     result = GenerationResult(codes, rotations, corpus.fps, corpus.joint_names, seconds=time.perf_counter() - start,
                               silent=silent)
-    if formats:
-        stem = Path(audio).stem if isinstance(audio, (str, Path)) else "generated"
-        default_root = Path("generated") if workspace is None else ws.root / "generated"
-        out = Path(out_dir) if out_dir is not None else default_root / stem
-        out.mkdir(parents=True, exist_ok=True)
-        result.files = write_outputs(out, stem, rotations, corpus.skeleton, corpus.fps, audio=y, sample_rate=rate,
-                                     formats=tuple(formats), progress=progress, codes=codes,
-                                     agent=np.array(the_agent.name))
+    if out is not None:
+        with stage_lock(out, "generate"):  # (creates ``out``, and removes it again if nothing was written)
+            remove_stale_temporaries(out)  # of generate runs that were killed
+            result.files = write_outputs(out, stem, rotations, corpus.skeleton, corpus.fps, audio=y,
+                                         sample_rate=rate, formats=formats, progress=progress, codes=codes,
+                                         agent=np.array(the_agent.name))
     return result

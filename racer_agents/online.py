@@ -37,6 +37,7 @@ from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import corpus_meta
 from racer_env.envs.episode_data import REWARD_KINDS, ObservationConfig, load_env_data
 from racer_env.envs.vector import GestureSynthesisVectorEnv
+from racer_env.errors import RacerError
 from racer_env.training import StageRun, config_for, resolve_device, step_rng, weight_settings
 from racer_env.workspace import Workspace
 
@@ -81,17 +82,17 @@ class OnlineTrainConfig:
 
     def __post_init__(self) -> None:
         if self.algo not in ONLINE_ALGOS:
-            raise ValueError(f"online --algo must be one of {ONLINE_ALGOS}, got {self.algo!r}")
+            raise RacerError(f"online --algo must be one of {ONLINE_ALGOS}, got {self.algo!r}")
         if self.preset not in GPT_PRESETS:
-            raise ValueError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
+            raise RacerError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
         if self.agent_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.agent_name):
-            raise ValueError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
+            raise RacerError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
         if self.reward not in REWARD_KINDS:
-            raise ValueError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
+            raise RacerError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
         if min(self.steps, self.num_envs, self.segment_codes, self.batch_size, self.replay_capacity) < 1:
-            raise ValueError("steps, num_envs, segment_codes, batch_size and replay_capacity must be >= 1")
+            raise RacerError("steps, num_envs, segment_codes, batch_size and replay_capacity must be >= 1")
         if not 0 <= self.gamma <= 1 or not 0 <= self.epsilon_end <= self.epsilon_start <= 1:
-            raise ValueError(f"need 0 <= gamma <= 1 and 0 <= epsilon_end <= epsilon_start <= 1; got {self.gamma}, "
+            raise RacerError(f"need 0 <= gamma <= 1 and 0 <= epsilon_end <= epsilon_start <= 1; got {self.gamma}, "
                              f"{self.epsilon_end}, {self.epsilon_start}")
 
     @property
@@ -291,43 +292,44 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
     run = StageRun(ws.root / "agents" / config.name, "agent", {
         "train": weight_settings(config), "gpt": extra["gpt"], "corpus": data.corpus_sha256,
         "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256})
-    if run.is_current() and not force and not resume:
-        return {"skipped": True, "model": str(run.model_path)}
-    torch.manual_seed(config.seed)
-    if config.algo == "dqn":
-        learner = _DQN(config, gpt_cfg, dim, dev)
-    else:
-        learner = _ActorCritic(config, gpt_cfg, dev)
-    start, state = run.start(resume)
-    if state is not None:
-        learner.load_state_dict(state)
-    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"train {config.name}",
-               disable=not progress)
-    t0, env_steps = time.perf_counter(), 0
-    for step in bar:
-        episodes = collect(envs, learner.chooser(step), int(step_rng(config.seed, step, 2).integers(2**31)),
-                           config.segment_codes)
-        env_steps += episodes.actions.numel()
-        metrics = learner.update(episodes, step)
-        done = step + 1
-        if done % config.eval_every == 0 or done == config.steps:
-            metrics.update(evaluate_greedy(learner.policy, eval_envs, config.segment_codes, str(ws.root), obs_cfg,
-                                           dev, config.reward))
-        if done % config.log_every == 0 or done == config.steps or "eval/return" in metrics:
-            elapsed = time.perf_counter() - t0
-            run.log(done, {**metrics, "episode/return": float(episodes.rewards.sum(1).mean()),
-                           "env_steps": done * config.num_envs * config.segment_codes, "time_s": elapsed})
-            bar.set_postfix(ret=f"{episodes.rewards.sum(1).mean():.2f}", **{
-                k.split("/")[-1]: f"{v:.2f}" for k, v in metrics.items() if k.startswith("eval/")})
-        if done % config.checkpoint_every == 0 or done == end:
-            run.save_checkpoint(done, learner.state_dict(), extra)
-    bar.close()
-    seconds = time.perf_counter() - t0
-    result = run.finish(end, config.steps, {"model": learner.policy.state_dict()}, extra)
-    if "stopped_at" in result:
-        return result
-    return {**result, "seconds": seconds, "env_steps_per_second": env_steps / max(seconds, 1e-9)}
+    with run.locked():
+        if run.is_current() and not force and not resume:
+            return {"skipped": True, "model": str(run.model_path)}
+        torch.manual_seed(config.seed)
+        if config.algo == "dqn":
+            learner = _DQN(config, gpt_cfg, dim, dev)
+        else:
+            learner = _ActorCritic(config, gpt_cfg, dev)
+        start, state = run.start(resume)
+        if state is not None:
+            learner.load_state_dict(state)
+        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+        bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"train {config.name}",
+                   disable=not progress)
+        t0, env_steps = time.perf_counter(), 0
+        for step in bar:
+            episodes = collect(envs, learner.chooser(step), int(step_rng(config.seed, step, 2).integers(2**31)),
+                               config.segment_codes)
+            env_steps += episodes.actions.numel()
+            metrics = learner.update(episodes, step)
+            done = step + 1
+            if done % config.eval_every == 0 or done == config.steps:
+                metrics.update(evaluate_greedy(learner.policy, eval_envs, config.segment_codes, str(ws.root), obs_cfg,
+                                               dev, config.reward))
+            if done % config.log_every == 0 or done == config.steps or "eval/return" in metrics:
+                elapsed = time.perf_counter() - t0
+                run.log(done, {**metrics, "episode/return": float(episodes.rewards.sum(1).mean()),
+                               "env_steps": done * config.num_envs * config.segment_codes, "time_s": elapsed})
+                bar.set_postfix(ret=f"{episodes.rewards.sum(1).mean():.2f}", **{
+                    k.split("/")[-1]: f"{v:.2f}" for k, v in metrics.items() if k.startswith("eval/")})
+            if done % config.checkpoint_every == 0 or done == end:
+                run.save_checkpoint(done, learner.state_dict(), extra)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        result = run.finish(end, config.steps, {"model": learner.policy.state_dict()}, extra)
+        if "stopped_at" in result:
+            return result
+        return {**result, "seconds": seconds, "env_steps_per_second": env_steps / max(seconds, 1e-9)}
 
 
 class _DQN:

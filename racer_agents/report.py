@@ -11,7 +11,7 @@ from pathlib import Path
 
 from racer_agents.evaluate import markdown_table
 from racer_env.corpus.store import Corpus
-from racer_env.workspace import Workspace
+from racer_env.workspace import Workspace, temporary_prefix, write_text_atomic
 
 
 def plot_curves(log: Path, keys: tuple[str, ...], title: str, out: Path) -> Path:
@@ -31,10 +31,13 @@ def plot_curves(log: Path, keys: tuple[str, ...], title: str, out: Path) -> Path
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(out)
+    tmp = out.with_name(f"{temporary_prefix(out)}.png")
+    try:
+        fig.savefig(tmp, dpi=90)
+        tmp.replace(out)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -107,9 +110,7 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
         "Generate gestures for your own recording: `racer generate " + str(ws.root) + " --audio speech.wav`.", "",
     ]
     path = ws.root / "report.md"
-    tmp = path.with_name(".report.md.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(lines))
     return path
 
 

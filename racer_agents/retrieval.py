@@ -13,6 +13,7 @@ import torch
 
 from racer_agents.agent import Agent
 from racer_env.envs.episode_data import EnvData, ObservationConfig, audio_context
+from racer_env.errors import RacerError
 
 
 class NearestNeighbourAgent(Agent):
@@ -34,7 +35,7 @@ class NearestNeighbourAgent(Agent):
                 keys.append(audio_context(clip, step, obs_cfg).reshape(-1))
                 values.append(clip.codes[step])
         if not keys:
-            raise ValueError(f"the {split!r} split of {data.workspace} has no clip longer than one code step: "
+            raise RacerError(f"the {split!r} split of {data.workspace} has no clip longer than one code step: "
                              f"the nearest-neighbour table would be empty")
         self.keys = torch.from_numpy(np.stack(keys))  # (N, context * 8 * F)
         self.key_norms = (self.keys**2).sum(1)  # (N,)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from racer_env.envs.episode_data import ObservationConfig
+from racer_env.errors import RacerError
 
 GROUND_TRUTH = "ground_truth"  # the source name of the human speaker's episodes (see racer_env.dataset.episodes)
 
@@ -74,17 +75,17 @@ class Segments:
 
     def of_source(self, name: str) -> Segments:
         if name not in self.sources:
-            raise ValueError(f"unknown episode source {name!r}; the dataset's sources are {list(self.sources)}")
+            raise RacerError(f"unknown episode source {name!r}; the dataset's sources are {list(self.sources)}")
         return self.episodes(np.flatnonzero(self.source == self.sources.index(name)))
 
     def window_starts(self, window: int) -> np.ndarray:
         """(W,) the first step (index into the concatenated steps) of every window of ``window`` steps that lies
         inside one episode: every start step of every episode at least ``window`` long."""
         if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+            raise RacerError(f"window must be >= 1, got {window}")
         parts = [np.arange(s, s + n - window + 1) for s, n in zip(self.starts, self.lengths) if n >= window]
         if not parts:
-            raise ValueError(f"no episode has the {window} steps a training window needs (longest: "
+            raise RacerError(f"no episode has the {window} steps a training window needs (longest: "
                              f"{int(self.lengths.max()) if len(self.lengths) else 0}); build the dataset with longer "
                              f"episodes or train with a shorter window")
         return np.concatenate(parts)
@@ -109,7 +110,7 @@ def observation_config(dataset) -> ObservationConfig:
     try:
         return ObservationConfig(**dataset.storage.metadata["racer_inputs"]["observation"])
     except KeyError:
-        raise ValueError(f"dataset {dataset.spec.dataset_id!r} was not built by 'racer dataset build' "
+        raise RacerError(f"dataset {dataset.spec.dataset_id!r} was not built by 'racer dataset build' "
                          f"(no racer_inputs in its metadata)") from None
 
 

@@ -37,10 +37,25 @@ from racer_agents.losses import behaviour_cloning_loss, discrete_cql_loss, soft_
 from racer_agents.segments import GROUND_TRUTH, Segments, load_segments, observation_config
 from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
-from racer_env.dataset.builder import DATASET_NAME, ID_PATTERN, default_dataset_id, minari_root
+from racer_env.dataset.builder import (
+    DATASET_NAME,
+    ID_PATTERN,
+    DatasetError,
+    datasets_root,
+    default_dataset_id,
+    minari_root,
+)
 from racer_env.distributed import setup
+from racer_env.errors import RacerError
 from racer_env.training import StageRun, config_for, step_rng, weight_settings
-from racer_env.workspace import Workspace, sha256_json, write_json_atomic
+from racer_env.workspace import (
+    Workspace,
+    remove_stale_temporaries,
+    removed_if_left_empty,
+    sha256_json,
+    stage_lock,
+    write_json_atomic,
+)
 
 
 @dataclass(frozen=True)
@@ -75,27 +90,27 @@ class AgentTrainConfig:
 
     def __post_init__(self) -> None:
         if self.algo not in ("racer-cql", "bc") and not self.algo.startswith("d3rlpy:"):
-            raise ValueError(f"--algo must be racer-cql, bc or d3rlpy:<Name>, got {self.algo!r}")
+            raise RacerError(f"--algo must be racer-cql, bc, d3rlpy:<Name> (offline) or dqn, actor-critic (online), got {self.algo!r}")
         if self.preset not in GPT_PRESETS:
-            raise ValueError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
+            raise RacerError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
         if self.agent_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.agent_name):
-            raise ValueError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
+            raise RacerError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
         if not 0 <= self.gamma <= 1 or self.alpha < 0:
-            raise ValueError(f"need 0 <= gamma <= 1 and alpha >= 0, got {self.gamma}, {self.alpha}")
+            raise RacerError(f"need 0 <= gamma <= 1 and alpha >= 0, got {self.gamma}, {self.alpha}")
         if not 0 <= self.human_fraction <= 1:
-            raise ValueError(f"human_fraction must be in [0, 1] (0: uniform over all windows), got {self.human_fraction}")
+            raise RacerError(f"human_fraction must be in [0, 1] (0: uniform over all windows), got {self.human_fraction}")
         if self.conservative_on not in ("human", "all"):
-            raise ValueError(f"conservative_on must be 'human' or 'all', got {self.conservative_on!r}")
+            raise RacerError(f"conservative_on must be 'human' or 'all', got {self.conservative_on!r}")
         if not 0 <= self.soft_targets < 1 or self.soft_neighbours < 1:
-            raise ValueError(f"need 0 <= soft_targets < 1 and soft_neighbours >= 1, got {self.soft_targets}, "
+            raise RacerError(f"need 0 <= soft_targets < 1 and soft_neighbours >= 1, got {self.soft_targets}, "
                              f"{self.soft_neighbours}")
         if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1) (0: off), got {self.ema}")
+            raise RacerError(f"ema must be in [0, 1) (0: off), got {self.ema}")
         if not 0 <= self.history_dropout <= 1 or self.weight_decay < 0:
-            raise ValueError(f"need 0 <= history_dropout <= 1 and weight_decay >= 0, got {self.history_dropout}, "
+            raise RacerError(f"need 0 <= history_dropout <= 1 and weight_decay >= 0, got {self.history_dropout}, "
                              f"{self.weight_decay}")
         if self.window < 1 or self.valid_every < 0 or self.patience < 0:
-            raise ValueError(f"need window >= 1, valid_every >= 0 and patience >= 0, got {self.window}, "
+            raise RacerError(f"need window >= 1, valid_every >= 0 and patience >= 0, got {self.window}, "
                              f"{self.valid_every}, {self.patience}")
 
     @property
@@ -121,19 +136,26 @@ def find_dataset(workspace: Workspace, dataset_id: str | None):
     built from its current VQ-VAE and reward model."""
     import minari
 
+    root = datasets_root(workspace)
+    if not root.is_dir():  # (checked first: Minari would create the directory)
+        raise DatasetError(f"{root}: no datasets here; build one first: racer dataset build {workspace.root}")
+    local = minari.list_local_datasets()
     if dataset_id:
+        if dataset_id not in local:
+            raise DatasetError(f"--dataset {dataset_id}: no such dataset in {root}; it holds "
+                               f"{', '.join(sorted(local)) or 'none'}")
         return minari.load_dataset(dataset_id)
     base = ID_PATTERN.match(default_dataset_id(workspace))["base"]
     vqvae, reward = (read_checksum(workspace.root / d / "model.pt") for d in ("vqvae", "reward"))
     candidates = []
-    for did in minari.list_local_datasets():
+    for did in local:
         m = ID_PATTERN.match(did)
         if m and m["base"] == base:
             meta = minari.load_dataset(did).storage.metadata
             if meta.get("vqvae_sha256") == vqvae and meta.get("reward_sha256") == reward:
                 candidates.append((int(m["version"]), did))
     if not candidates:
-        raise ValueError(f"no {DATASET_NAME} dataset built from this workspace's models; run racer dataset build "
+        raise DatasetError(f"no {DATASET_NAME} dataset built from this workspace's models; run racer dataset build "
                          f"{workspace.root} first")
     return minari.load_dataset(max(candidates)[1])
 
@@ -252,111 +274,120 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
     ctx, dev = setup(device)
     run = StageRun(directory, "agent", {"train": weight_settings(config), "gpt": extra["gpt"],
                                         "dataset": extra["dataset_inputs_sha256"]}, ctx.world_size, ctx.is_main)
-    if run.is_current() and not force and not resume:
-        return {"skipped": True, "model": str(run.model_path)}
-    if config.algo == "bc":
-        segments = segments.of_source(GROUND_TRUTH)
-    firsts = segments.window_starts(config.window)  # (W,) every window of every episode
-    human = segments.human_steps()[torch.from_numpy(firsts)].numpy() > 0  # (W,) windows of human episodes
-    if config.algo != "bc" and config.human_fraction > 0 and 0 < human.sum() < len(firsts):
-        pools = (firsts[human], firsts[~human])  # each batch: a fixed share of human windows, the rest augmented
-        n_human = ctx.world_size * round(config.human_fraction * config.batch_size / ctx.world_size)
-    else:
-        pools, n_human = (firsts, firsts[:0]), config.batch_size
-    order = rank_balanced_order(n_human, config.batch_size, ctx.world_size)
-    validation = Validation(ws, obs_cfg, "valid", device) if config.valid_every else None
-    targets = _soft_targets(ws, config)
-    torch.manual_seed(config.seed)
-    model = GestureGPT(gpt_cfg).to(dev)
-    target = copy.deepcopy(model).eval()
-    average = copy.deepcopy(model).eval()  # the moving average of the weights (what is validated and kept)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    selection = _Selection()
-    start, state = run.start(resume)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        average.load_state_dict(state["average"])
-        target.load_state_dict(state["target"])
-        opt.load_state_dict(state["optimizer"])
-        selection = _Selection(**state["selection"])
-    net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
-    ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
-    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"train {config.name}",
-               disable=not progress or not ctx.is_main)
-    t0 = time.perf_counter()
-    model.train()
-    stopped_early = None
-    for step in bar:
-        rng = step_rng(config.seed, step)
-        torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on (seed, step) only: exact resume
-        chosen = np.concatenate([pools[0][rng.integers(0, len(pools[0]), n_human)],
-                                 pools[1][rng.integers(0, max(len(pools[1]), 1), config.batch_size - n_human)]])
-        noise = history_noise(rng, (config.batch_size, config.window), config.history_dropout, gpt_cfg.n_codes)
-        chosen, noise = chosen[order], noise[torch.from_numpy(order)]  # every rank: the same share of human windows
-        batch = segments.windows(ctx.shard(chosen, config.batch_size), config.window)  # this rank's share
-        inputs = with_history_noise(batch.prev_codes, ctx.shard(noise, config.batch_size))  # (B, T)
-        out = net(batch.audio.to(dev), inputs.to(dev))  # (B, T, N): every position in one pass
+    with run.locked():
+        if run.is_current() and not force and not resume:
+            return {"skipped": True, "model": str(run.model_path)}
         if config.algo == "bc":
-            loss = behaviour_cloning_loss(out, batch.actions.to(dev), targets)
-            metrics = {"losses/total": loss.item(), "losses/cross_entropy": loss.item()}
+            segments = segments.of_source(GROUND_TRUTH)
+        firsts = segments.window_starts(config.window)  # (W,) every window of every episode
+        human = segments.human_steps()[torch.from_numpy(firsts)].numpy() > 0  # (W,) windows of human episodes
+        if config.algo != "bc" and config.human_fraction > 0 and 0 < human.sum() < len(firsts):
+            pools = (firsts[human], firsts[~human])  # each batch: a fixed share of human windows, the rest augmented
+            n_human = ctx.world_size * round(config.human_fraction * config.batch_size / ctx.world_size)
         else:
-            with torch.no_grad():
-                q_target = target(batch.audio.to(dev), inputs.to(dev))
-            parts = discrete_cql_loss(out, q_target, batch.actions.to(dev), batch.rewards.to(dev), batch.dones.to(dev),
-                                      config.gamma, config.alpha, config.double_q,
-                                      batch.human.to(dev) if config.conservative_on == "human" else None, targets)
-            loss, metrics = parts.total, parts.metrics()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        update_average(average, model, config.ema)
-        done = step + 1
-        if config.algo != "bc" and done % config.target_update_interval == 0:
-            target.load_state_dict(model.state_dict())
-        if validation is not None and (done % config.valid_every == 0 or done == config.steps):
-            figures = _validate(validation, average, obs_cfg, config)
-            selection.update(done, figures["valid/score"], average)
-            metrics = {**metrics, **figures, "valid/best_step": selection.best_step}
-            if config.patience and selection.stale >= config.patience:
-                stopped_early = done
-        if done % config.log_every == 0 or done == config.steps or stopped_early or (
-                validation is not None and done % config.valid_every == 0):
-            metrics = ctx.mean_dict(metrics)  # over ranks: the global batch's figures
-            run.log(done, metrics)
-            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items()
-                             if k in ("losses/cross_entropy", "losses/td", "valid/score")})
-        if done % config.checkpoint_every == 0 or done == end or stopped_early:
-            run.save_checkpoint(done, {"model": model.state_dict(), "target": target.state_dict(),
-                                       "average": average.state_dict(),
-                                       "optimizer": opt.state_dict(), "selection": selection.to_dict()}, extra)
-        if stopped_early:
-            break
-    bar.close()
-    final = selection.state if selection.state is not None else average.state_dict()
-    extra = {**extra, "selection": {"metric": "valid/score = " + " + ".join(f"valid/{k}" for k in Validation.SELECT),
-                                    "best": selection.best,
-                                    "best_step": selection.best_step, "stopped_early_at": stopped_early}
-             if validation is not None else None}
-    result = run.finish(config.steps if stopped_early else end, config.steps, {"model": final}, extra)
-    if "stopped_at" in result:
-        return result
-    seconds = time.perf_counter() - t0
-    last = stopped_early or config.steps
-    transitions = (last - start) * config.batch_size * gpt_cfg.max_steps  # all ranks together
-    return {**result, "seconds": seconds, "transitions_per_second": transitions / max(seconds, 1e-9),
-            "best_step": selection.best_step if validation is not None else None, "stopped_early_at": stopped_early}
+            pools, n_human = (firsts, firsts[:0]), config.batch_size
+        order = rank_balanced_order(n_human, config.batch_size, ctx.world_size)
+        validation = Validation(ws, obs_cfg, "valid", device) if config.valid_every else None
+        targets = _soft_targets(ws, config)
+        torch.manual_seed(config.seed)
+        model = GestureGPT(gpt_cfg).to(dev)
+        target = copy.deepcopy(model).eval()
+        average = copy.deepcopy(model).eval()  # the moving average of the weights (what is validated and kept)
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        selection = _Selection()
+        start, state = run.start(resume)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            average.load_state_dict(state["average"])
+            target.load_state_dict(state["target"])
+            opt.load_state_dict(state["optimizer"])
+            selection = _Selection(**state["selection"])
+        net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
+        ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
+        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+        bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"train {config.name}",
+                   disable=not progress or not ctx.is_main)
+        t0 = time.perf_counter()
+        model.train()
+        stopped_early = None
+        for step in bar:
+            rng = step_rng(config.seed, step)
+            torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on (seed, step) only: exact resume
+            chosen = np.concatenate([pools[0][rng.integers(0, len(pools[0]), n_human)],
+                                     pools[1][rng.integers(0, max(len(pools[1]), 1), config.batch_size - n_human)]])
+            noise = history_noise(rng, (config.batch_size, config.window), config.history_dropout, gpt_cfg.n_codes)
+            chosen, noise = chosen[order], noise[torch.from_numpy(order)]  # every rank: the same share of human windows
+            batch = segments.windows(ctx.shard(chosen, config.batch_size), config.window)  # this rank's share
+            inputs = with_history_noise(batch.prev_codes, ctx.shard(noise, config.batch_size))  # (B, T)
+            out = net(batch.audio.to(dev), inputs.to(dev))  # (B, T, N): every position in one pass
+            if config.algo == "bc":
+                loss = behaviour_cloning_loss(out, batch.actions.to(dev), targets)
+                metrics = {"losses/total": loss.item(), "losses/cross_entropy": loss.item()}
+            else:
+                with torch.no_grad():
+                    q_target = target(batch.audio.to(dev), inputs.to(dev))
+                parts = discrete_cql_loss(out, q_target, batch.actions.to(dev), batch.rewards.to(dev), batch.dones.to(dev),
+                                          config.gamma, config.alpha, config.double_q,
+                                          batch.human.to(dev) if config.conservative_on == "human" else None, targets)
+                loss, metrics = parts.total, parts.metrics()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            update_average(average, model, config.ema)
+            done = step + 1
+            if config.algo != "bc" and done % config.target_update_interval == 0:
+                target.load_state_dict(model.state_dict())
+            if validation is not None and (done % config.valid_every == 0 or done == config.steps):
+                figures = _validate(validation, average, obs_cfg, config)
+                selection.update(done, figures["valid/score"], average)
+                metrics = {**metrics, **figures, "valid/best_step": selection.best_step}
+                if config.patience and selection.stale >= config.patience:
+                    stopped_early = done
+            if done % config.log_every == 0 or done == config.steps or stopped_early or (
+                    validation is not None and done % config.valid_every == 0):
+                metrics = ctx.mean_dict(metrics)  # over ranks: the global batch's figures
+                run.log(done, metrics)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items()
+                                 if k in ("losses/cross_entropy", "losses/td", "valid/score")})
+            if done % config.checkpoint_every == 0 or done == end or stopped_early:
+                run.save_checkpoint(done, {"model": model.state_dict(), "target": target.state_dict(),
+                                           "average": average.state_dict(),
+                                           "optimizer": opt.state_dict(), "selection": selection.to_dict()}, extra)
+            if stopped_early:
+                break
+        bar.close()
+        final = selection.state if selection.state is not None else average.state_dict()
+        extra = {**extra, "selection": {"metric": "valid/score = " + " + ".join(f"valid/{k}" for k in Validation.SELECT),
+                                        "best": selection.best,
+                                        "best_step": selection.best_step, "stopped_early_at": stopped_early}
+                 if validation is not None else None}
+        result = run.finish(config.steps if stopped_early else end, config.steps, {"model": final}, extra)
+        if "stopped_at" in result:
+            return result
+        seconds = time.perf_counter() - t0
+        last = stopped_early or config.steps
+        transitions = (last - start) * config.batch_size * gpt_cfg.max_steps  # all ranks together
+        return {**result, "seconds": seconds, "transitions_per_second": transitions / max(seconds, 1e-9),
+                "best_step": selection.best_step if validation is not None else None, "stopped_early_at": stopped_early}
 
 
 def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,
                   force: bool, device: str, progress: bool, max_timestep: int) -> dict:
     """``max_timestep``: the longest episode (a decision transformer embeds the timestep)."""
+    identity = sha256_json({"train": weight_settings(config), "gpt": extra["gpt"],
+                            "dataset": extra["dataset_inputs_sha256"]})
+    with stage_lock(directory.parent, directory.name), removed_if_left_empty(directory):
+        remove_stale_temporaries(directory)
+        return _fit_d3rlpy(directory, dataset, config, gpt_cfg, obs_cfg, extra, identity, force, device, progress,
+                           max_timestep)
+
+
+def _fit_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,
+                identity: str, force: bool, device: str, progress: bool, max_timestep: int) -> dict:
     from d3rlpy.logging import NoopAdapterFactory
 
     from racer_agents.d3rlpy_bridge import GPTEncoderFactory, algo_config, minari_to_mdp_dataset
 
-    identity = sha256_json({"train": weight_settings(config), "gpt": extra["gpt"],
-                            "dataset": extra["dataset_inputs_sha256"]})
     meta_path = directory / "meta.json"
     if meta_path.is_file() and json.loads(meta_path.read_text()).get("identity_sha256") == identity and not force:
         return {"skipped": True, "model": str(directory / "model.d3")}

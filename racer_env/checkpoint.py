@@ -16,10 +16,12 @@ from pathlib import Path
 
 import torch
 
+from racer_env.errors import RacerError
+
 MAGIC = b"RACERCKPT1\n"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RacerError):
     """A checkpoint that is missing, corrupt, or does not match the workspace it is used with."""
 
 

@@ -23,38 +23,72 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
-from racer_env.audio.features import AudioError
-from racer_env.checkpoint import CheckpointError
-from racer_env.corpus.store import Corpus, CorpusError
-from racer_env.motion.bvh import BvhError
+from racer_env.corpus.store import Corpus
+from racer_env.errors import RacerError, path_error
 from racer_env.motion.skeleton import UNITS_MM
-from racer_env.motion.upper_body import UnmappableSkeletonError
+from racer_env.workspace import check_output_directory, stage_lock
 
-#: errors that are the user's input, printed as one line instead of a traceback.
-USER_ERRORS = (CorpusError, BvhError, AudioError, UnmappableSkeletonError, CheckpointError, FileNotFoundError,
-               ValueError)
+#: exit status of a user's mistake (as argparse's), and of a run stopped by Ctrl-C (128 + SIGINT).
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+DEVICE_HELP = "cpu (default), cuda, cuda:N, mps or auto"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``racer train vqvae: error: argument --seed: ...``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    """A device this machine has (checked before any work)."""
+    from racer_env.training import resolve_device
+
+    try:
+        resolve_device(text)
+    except RacerError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix(f"--device {text}: ")) from None
+    return text
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
     return value
 
 
 def _add_import_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthesis and the train/valid/test split")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the synthesis and the train/valid/test split")
     p.add_argument("--valid-frac", type=float, default=0.1, help="fraction of each speaker's clips for validation")
     p.add_argument("--test-frac", type=float, default=0.1, help="fraction of each speaker's clips for testing")
     p.add_argument("--workers", type=_positive_int, default=None, help="import processes (default: all cores)")
@@ -63,7 +97,7 @@ def _add_import_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="racer", description="RACER co-speech gesture synthesis")
+    parser = _Parser(prog="racer", description="RACER co-speech gesture synthesis")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     corpus = stages.add_parser("corpus", help="build or inspect the corpus in a workspace")
     verbs = corpus.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -101,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=None,
                      help="output directory (default: W/generated/<name>, or ./generated/<name> without W)")
     gen.add_argument("--formats", default="npz,bvh,mp4", help="comma-separated: npz, bvh, mp4")
-    gen.add_argument("--device", default="cpu")
+    gen.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=cmd_generate)
     demo = stages.add_parser("demo", help="the whole pipeline on the built-in corpus, ending in W/report.md")
@@ -110,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="model sizes: demo (default, <= 10 min on 2 cores) or tiny (a smoke test)")
     demo.add_argument("--minutes", type=_positive_float, default=None,
                       help="minutes of built-in speech (default 60; 1 with --preset tiny)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of every stage")
-    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of every stage")
+    demo.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
     demo.add_argument("--quiet", action="store_true", help="stage lines only, no progress bars")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -130,11 +164,11 @@ def _add_dataset_parsers(stages) -> None:
                             "training windows at any step of it)")
     build.add_argument("--stride", type=_positive_int, default=None,
                        help="code steps between segments (default H; only with --segment-codes)")
-    build.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    build.add_argument("--seed", type=_seed, default=0, help="seed of the augmentations")
     build.add_argument("--reward", default="contrastive", choices=["contrastive", "distance"],
                        help="step rewards: the contrastive model (default) or the negative pose distance to the "
                             "ground truth (the paper's distance-reward ablation; id .../augmented_distance-v0)")
-    build.add_argument("--device", default="cpu")
+    build.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
     build.add_argument("--quiet", action="store_true")
     build.set_defaults(func=cmd_dataset_build)
 
@@ -147,14 +181,14 @@ def _add_train_parsers(stages) -> None:
         p = verbs.add_parser(name, help=help_text)
         p.add_argument("workspace", type=Path, help="workspace directory W")
         p.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="model size (default demo)")
-        p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
+        p.add_argument("--seed", type=_seed, default=0, help="seed of initialisation and batches")
         p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the preset's)")
         p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the preset's")
         p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the preset's)")
         p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same run")
         p.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+        p.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=func)
         if name == "vqvae":
@@ -173,7 +207,7 @@ def _add_train_parsers(stages) -> None:
     agent.add_argument("--dataset", default=None, help="Minari dataset id (default: the workspace's newest)")
     agent.add_argument("--name", default=None, help="agent name, W/agents/<name>/ (default: the algorithm's), e.g. "
                        "racer-cql-distance for racer-cql on the distance-reward dataset")
-    agent.add_argument("--seed", type=int, default=0)
+    agent.add_argument("--seed", type=_seed, default=0)
     agent.add_argument("--steps", type=_positive_int, default=None)
     agent.add_argument("--batch-size", type=_positive_int, default=None, help="segments per step")
     agent.add_argument("--lr", type=_positive_float, default=None)
@@ -211,7 +245,7 @@ def _add_train_parsers(stages) -> None:
                        help="online agents: the environment's reward (default contrastive)")
     agent.add_argument("--resume", action="store_true", help="continue from the last checkpoint (GPT agents)")
     agent.add_argument("--force", action="store_true", help="retrain even if the agent is up to date")
-    agent.add_argument("--device", default="cpu")
+    agent.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
     agent.add_argument("--quiet", action="store_true")
     agent.set_defaults(func=cmd_train_agent)
 
@@ -224,14 +258,15 @@ def _add_evaluate_parsers(stages) -> None:
     code.add_argument("workspace", type=Path)
     code.add_argument("--split", default="test", choices=["train", "valid", "test"])
     code.add_argument("--json", action="store_true")
-    code.add_argument("--device", default="cpu")
+    code.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
+    code.add_argument("--quiet", action="store_true", help="accepted for symmetry with the other stages (no bars)")
     code.set_defaults(func=cmd_evaluate_codebook)
     rew = verbs.add_parser("reward", help="held-out retrieval R@1/R@5 and AUCs against shifted/mismatched motion")
     rew.add_argument("workspace", type=Path)
     rew.add_argument("--candidates", type=_positive_int, default=32, help="retrieval candidates (default 32)")
-    rew.add_argument("--seed", type=int, default=0)
+    rew.add_argument("--seed", type=_seed, default=0)
     rew.add_argument("--json", action="store_true")
-    rew.add_argument("--device", default="cpu")
+    rew.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
     rew.set_defaults(func=cmd_evaluate_reward)
     agents = verbs.add_parser("agents", help="agents on whole held-out clips (also: racer evaluate W)")
     agents.add_argument("workspace", type=Path)
@@ -239,9 +274,9 @@ def _add_evaluate_parsers(stages) -> None:
                         help="agent name in W/agents (repeatable; default: every agent)")
     agents.add_argument("--split", default="test", choices=["train", "valid", "test"])
     agents.add_argument("--sigma", type=_positive_float, default=0.3, help="beat alignment sigma in seconds")
-    agents.add_argument("--seed", type=int, default=0)
+    agents.add_argument("--seed", type=_seed, default=0)
     agents.add_argument("--json", action="store_true")
-    agents.add_argument("--device", default="cpu")
+    agents.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
     agents.add_argument("--quiet", action="store_true")
     agents.set_defaults(func=cmd_evaluate_agents)
     files = verbs.add_parser("files", help="motion-only metrics of any BVH against its speech (and a reference take)")
@@ -250,7 +285,7 @@ def _add_evaluate_parsers(stages) -> None:
     files.add_argument("--reference", type=Path, default=None, help="a reference take of the same speech (BVH)")
     files.add_argument("--unit", choices=sorted(UNITS_MM), default="cm", help="unit of the BVH offsets (default cm)")
     files.add_argument("--sigma", type=_positive_float, default=0.3, help="beat alignment sigma in seconds")
-    files.add_argument("--seed", type=int, default=0)
+    files.add_argument("--seed", type=_seed, default=0)
     files.add_argument("--json", action="store_true")
     files.set_defaults(func=cmd_evaluate_files)
 
@@ -278,6 +313,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from racer_env.corpus.importer import import_corpus
 
     unit_mm = args.unit_mm if args.unit_mm is not None else UNITS_MM[args.unit]
+    check_output_directory(args.workspace, "workspace")
     start = time.perf_counter()
     result = import_corpus(args.src, args.workspace, _import_config(args, unit_mm), force=args.force,
                            workers=args.workers, progress=not args.quiet)
@@ -288,6 +324,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from racer_env.corpus.build import synth_corpus
 
+    check_output_directory(args.workspace, "workspace")
     start = time.perf_counter()
     result = synth_corpus(args.workspace, minutes=args.minutes, speakers=args.speakers, seed=args.seed,
                           clip_seconds=args.clip_seconds, config=_import_config(args, 10.0), force=args.force,
@@ -356,14 +393,14 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
                    "weight_decay", "ema_decay", "window", "valid_every", "patience")
         given = [f"--{k.replace('_', '-')}" for k in offline if getattr(args, k) not in (None, False)]
         if given:
-            raise ValueError(f"--algo {args.algo} learns online on the environment: {', '.join(given)} do not apply")
+            raise RacerError(f"--algo {args.algo} learns online on the environment: {', '.join(given)} do not apply")
         cfg = online_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
                                 batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
                                 checkpoint_every=args.checkpoint_every, num_envs=args.num_envs, reward=args.reward,
                                 agent_name=args.name)
     else:
         if args.num_envs is not None or args.reward is not None:
-            raise ValueError("--num-envs and --reward are for the online agents (--algo dqn or actor-critic); the "
+            raise RacerError("--num-envs and --reward are for the online agents (--algo dqn or actor-critic); the "
                              "offline agents take their rewards from the dataset (racer dataset build --reward)")
         cfg = agent_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
                                batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, gamma=args.gamma,
@@ -390,8 +427,12 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from racer_agents.generate import generate
+    from racer_env.export import check_formats
 
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    try:
+        formats = check_formats(f for f in args.formats.split(",") if f.strip())
+    except RacerError as err:
+        raise RacerError(f"--formats {args.formats}: {err}") from None
     result = generate(args.workspace, args.audio, agent=args.agent, out_dir=args.out, formats=formats,
                       device=args.device, progress=not args.quiet)
     note = " (silent input: rest pose)" if result.silent else ""
@@ -405,6 +446,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from racer_agents.demo import demo_config, run_demo
 
+    check_output_directory(args.workspace, "workspace")
     start = time.perf_counter()
     config = demo_config(args.preset, minutes=args.minutes, seed=args.seed)
     results = run_demo(args.workspace, config, device=args.device, progress=not args.quiet)
@@ -428,9 +470,10 @@ def cmd_evaluate_agents(args: argparse.Namespace) -> int:
     from racer_agents.evaluate import evaluate, markdown_table, write_results
     from racer_env.workspace import Workspace
 
-    result = evaluate(args.workspace, args.agent, split=args.split, sigma=args.sigma, seed=args.seed,
-                      device=args.device, progress=not args.quiet)
-    json_path, md_path = write_results(Workspace(args.workspace), result)
+    with stage_lock(Workspace(args.workspace).root / "eval", "evaluate"):  # one evaluation at a time writes W/eval
+        result = evaluate(args.workspace, args.agent, split=args.split, sigma=args.sigma, seed=args.seed,
+                          device=args.device, progress=not args.quiet)
+        json_path, md_path = write_results(Workspace(args.workspace), result)
     print(json.dumps(result, indent=2) if args.json else markdown_table(result) + f"\n{json_path}\n{md_path}")
     return 0
 
@@ -447,7 +490,7 @@ def cmd_evaluate_files(args: argparse.Namespace) -> int:
 def cmd_evaluate_codebook(args: argparse.Namespace) -> int:
     from racer_env.vqvae.evaluate import evaluate_codebook
 
-    _print_metrics(evaluate_codebook(args.workspace, split=args.split, device=args.device), args.json)
+    _print_metrics(evaluate_codebook(args.workspace, split=args.split, device=args.device), args.json)  # (fast: no bar)
     return 0
 
 
@@ -468,9 +511,9 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     from racer_env.dataset.episodes import AugmentConfig
 
     if args.augment < 0:
-        raise ValueError(f"--augment must be >= 0, got {args.augment}")
+        raise RacerError(f"--augment must be >= 0, got {args.augment}")
     if args.stride is not None and args.segment_codes is None:
-        raise ValueError("--stride needs --segment-codes (whole-clip episodes have no stride)")
+        raise RacerError("--stride needs --segment-codes (whole-clip episodes have no stride)")
     cfg = AugmentConfig(segment_codes=args.segment_codes, stride=args.stride or args.segment_codes or 15,
                         augment=args.augment, seed=args.seed)
     result = build_dataset(args.workspace, args.dataset_id, cfg, device=args.device, progress=not args.quiet,
@@ -490,19 +533,57 @@ EVALUATE_VERBS = ("codebook", "reward", "agents", "files", "-h", "--help")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one racer command; returns its exit status: 0, 2 for a user's mistake (one line on stderr, no
+    traceback), 130 for Ctrl-C. Anything else is a bug and keeps its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] == "evaluate" and argv[1] not in EVALUATE_VERBS:
         argv.insert(1, "agents")  # racer evaluate W ... is racer evaluate agents W ...
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as err:
-        print(f"racer: error: {err}", file=sys.stderr)
-        return 2
+    except RacerError as err:
+        return _fail(str(err))
+    except OSError as err:
+        user_error = path_error(err)
+        if user_error is None:
+            raise
+        return _fail(str(user_error))
+    except KeyboardInterrupt:
+        print(f"racer: {interrupted_message(args, argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         from racer_env.distributed import teardown
 
         teardown()  # leave the torchrun process group, if this command joined one
+
+
+def _fail(message: str) -> int:
+    print(f"racer: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def interrupted_message(args: argparse.Namespace, argv: list[str]) -> str:
+    """What Ctrl-C left and how to go on: training stages resume from their last checkpoint; every other stage
+    writes its output whole or not at all, so running it again starts it afresh (finished stages are skipped)."""
+    command = shlex.join(["racer", *argv])
+    checkpoint = _checkpoint_of(args)
+    if checkpoint is not None and checkpoint.is_file():
+        resume = command if "--resume" in argv else f"{command} --resume"
+        return f"interrupted; `{resume}` continues from the last checkpoint"
+    if checkpoint is not None:
+        return f"interrupted before the first checkpoint; nothing was kept: run `{command}` again"
+    return f"interrupted; nothing partial was kept: `{command}` starts it again (finished stages are skipped)"
+
+
+def _checkpoint_of(args: argparse.Namespace) -> Path | None:
+    """The checkpoint a resumable training command writes, or None for commands that do not resume."""
+    if args.stage != "train":
+        return None
+    if args.verb in ("vqvae", "reward"):
+        return args.workspace / args.verb / "checkpoint.pt"
+    if args.algo.startswith("d3rlpy:"):
+        return None
+    return args.workspace / "agents" / (args.name or args.algo.replace(":", "-")) / "checkpoint.pt"
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from racer_env.errors import RacerError
 from racer_env.training import resolve_device
 
 
@@ -47,7 +48,7 @@ class DistContext:
     def shard(self, batch, global_size: int):
         """This rank's contiguous share of a global batch (tensor, array or anything with slicing)."""
         if global_size % self.world_size:
-            raise ValueError(f"the batch size {global_size} must be divisible by the number of processes "
+            raise RacerError(f"the batch size {global_size} must be divisible by the number of processes "
                              f"{self.world_size} (each takes an equal share)")
         n = global_size // self.world_size
         return batch[self.rank * n:(self.rank + 1) * n]

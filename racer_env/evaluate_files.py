@@ -25,6 +25,7 @@ import numpy as np
 
 from racer_env.audio.features import AudioError, AudioFeatureConfig
 from racer_env.corpus.importer import ImportConfig, SourcePair, import_pair
+from racer_env.errors import RacerError
 from racer_env.metrics import fgd as fgd_mod
 from racer_env.metrics.motion import (
     l1_diversity,
@@ -61,7 +62,7 @@ def load_take(audio: str | os.PathLike, motion: str | os.PathLike, unit_mm: floa
     config = config or ImportConfig(unit_mm=unit_mm)
     audio, motion = Path(audio), Path(motion)
     if not motion.is_file():
-        raise FileNotFoundError(f"{motion}: no such motion file")
+        raise RacerError(f"{motion}: no such motion file")
     try:
         pair = import_pair(SourcePair("files", motion.stem, audio, motion), config)
     except AudioError as err:  # names the audio file only; the motion file is half of the problem
@@ -69,7 +70,7 @@ def load_take(audio: str | os.PathLike, motion: str | os.PathLike, unit_mm: floa
     skeleton = pair["skeleton"]
     positions = forward_kinematics(skeleton, rotvec_to_matrix(pair["rotations"]))[0]  # (T, J, 3) mm
     if not np.isfinite(positions).all():
-        raise ValueError(f"{motion}: joint positions are not finite (NaN or inf in the file)")
+        raise RacerError(f"{motion}: joint positions are not finite (NaN or inf in the file)")
     roles = find_roles(skeleton, source=str(motion))
     return Take(motion, skeleton, positions, pair["audio"], config.audio, config.fps,
                 (roles["left_hand"], roles["right_hand"]), pair["report"])
@@ -85,7 +86,7 @@ def motion_metrics(take: Take, sigma: float = 0.3, tolerance: float = 0.2, seed:
 def reference_metrics(take: Take, reference: Take) -> dict:
     """MAJE, MAD and (where the joints fit the shipped extractor) FGD of a take against a reference take."""
     if not take.skeleton.same_layout(reference.skeleton):
-        raise ValueError(f"{take.motion_path} and {reference.motion_path} map to different upper-body joints "
+        raise RacerError(f"{take.motion_path} and {reference.motion_path} map to different upper-body joints "
                          f"({list(take.skeleton.names)} vs {list(reference.skeleton.names)}); MAJE, MAD and FGD "
                          f"need one skeleton layout")
     n = min(len(take.positions), len(reference.positions))

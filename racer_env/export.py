@@ -22,16 +22,18 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from racer_env.errors import RacerError
 from racer_env.motion.bvh import Bvh, write_bvh
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import Skeleton, forward_kinematics
 from racer_env.render import BACKGROUND, render_frames
+from racer_env.workspace import pause_point, temporary_prefix
 
 FORMATS = ("npz", "bvh", "mp4")
 NPZ_KEYS = ("rotations", "positions", "fps", "joint_names")
@@ -56,7 +58,7 @@ def _check_motion(rotations: np.ndarray, skeleton: Skeleton, fps: float) -> np.n
 @contextmanager
 def _temporary_beside(path: Path, suffix: str = "") -> Iterator[Path]:
     """A fresh temporary file name in ``path``'s directory, removed on exit if it still exists."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the user's usual permissions
@@ -185,9 +187,9 @@ def write_video(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skelet
 
     rot = _check_motion(rotations, skeleton, fps)
     if int(size) != size or size < 16:
-        raise ValueError(f"size must be an integer of at least 16 pixels, got {size}")
+        raise RacerError(f"size must be an integer of at least 16 pixels, got {size}")
     if audio is not None and not (sample_rate and sample_rate > 0):
-        raise ValueError(f"sample_rate must be a positive integer when audio is given, got {sample_rate}")
+        raise RacerError(f"sample_rate must be a positive integer when audio is given, got {sample_rate}")
     path = Path(path)
     frames = tqdm(render_frames(skeleton, rot, int(size)), total=rot.shape[0], unit="frame",
                   desc=f"video {path.name}", disable=not progress, leave=False)
@@ -209,9 +211,9 @@ def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
     wanted = tuple(dict.fromkeys(str(f).strip().lstrip(".").lower() for f in formats))
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
-        raise ValueError(f"unknown output format(s) {unknown}; choose from {list(FORMATS)}")
+        raise RacerError(f"unknown output format(s) {unknown}; choose from {list(FORMATS)}")
     if not wanted:
-        raise ValueError(f"no output format given; choose from {list(FORMATS)}")
+        raise RacerError(f"no output format given; choose from {list(FORMATS)}")
     return wanted
 
 
@@ -221,20 +223,28 @@ def write_outputs(out_dir: str | os.PathLike, stem: str, rotations: np.ndarray, 
                   **extra: np.ndarray) -> dict[str, Path]:
     """Write ``out_dir/stem.{npz,bvh,mp4}`` (those in ``formats``); returns {format: path}.
 
+    All or nothing: the files appear together once every one is written, so an interrupted call never leaves an
+    npz and a bvh without the mp4 that was asked for.
+
     ``extra`` arrays go into the npz only; ``audio`` (at ``sample_rate``) into the mp4 only.
     """
     wanted = check_formats(formats)
     _check_motion(rotations, skeleton, fps)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    for fmt in wanted:
-        target = out_dir / f"{stem}.{fmt}"
-        if fmt == "npz":
-            written[fmt] = write_npz(target, rotations, skeleton, fps, **extra)
-        elif fmt == "bvh":
-            written[fmt] = write_motion_bvh(target, rotations, skeleton, fps)
-        else:
-            written[fmt] = write_video(target, rotations, skeleton, fps, audio, sample_rate,
-                                       progress=progress)
-    return written
+    with ExitStack() as temporaries:  # every file is written under a temporary name first ...
+        staged: dict[str, tuple[Path, Path]] = {}
+        for fmt in wanted:
+            target = out_dir / f"{stem}.{fmt}"
+            tmp = temporaries.enter_context(_temporary_beside(target, f".{fmt}"))
+            if fmt == "npz":
+                write_npz(tmp, rotations, skeleton, fps, **extra)
+            elif fmt == "bvh":
+                write_motion_bvh(tmp, rotations, skeleton, fps)
+            else:
+                write_video(tmp, rotations, skeleton, fps, audio, sample_rate, progress=progress)
+            staged[fmt] = (tmp, target)
+        pause_point("generate-publish")
+        for tmp, target in staged.values():  # ... and renamed only when all of them are written
+            os.replace(tmp, target)
+    return {fmt: target for fmt, (_, target) in staged.items()}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -21,7 +23,8 @@ import numpy as np
 import torch
 
 from racer_env.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from racer_env.workspace import sha256_json
+from racer_env.errors import RacerError
+from racer_env.workspace import remove_stale_temporaries, removed_if_left_empty, sha256_json, stage_lock
 
 #: training settings that do not change the weights, left out of a run's identity.
 BOOKKEEPING = ("checkpoint_every", "log_every", "eval_every", "agent_name")
@@ -35,7 +38,7 @@ def weight_settings(config) -> dict:
 def config_for(config_cls, defaults: dict[str, dict], preset: str, what: str, **overrides):
     """``config_cls`` with preset ``preset``'s defaults and ``overrides`` (None values ignored) applied."""
     if preset not in defaults:
-        raise ValueError(f"unknown {what} preset {preset!r}; choose one of {sorted(defaults)}")
+        raise RacerError(f"unknown {what} preset {preset!r}; choose one of {sorted(defaults)}")
     cfg = config_cls(preset=preset, **defaults[preset])
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -76,6 +79,16 @@ class StageRun:
     def identity_sha(self) -> str:
         return sha256_json(self.identity)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this stage's lock for the block (a second run of the stage on the workspace is refused); the
+        temporaries of killed runs are removed first, and a stage directory this run created but left empty (a
+        refused or interrupted run) is removed again."""
+        with stage_lock(self.directory.parent, self.directory.name), removed_if_left_empty(self.directory):
+            if self.main:
+                remove_stale_temporaries(self.directory)
+            yield
+
     def is_current(self) -> bool:
         """True when model.pt exists and was trained with this identity."""
         if not self.model_path.is_file():
@@ -97,9 +110,11 @@ class StageRun:
             return 0, None
         meta, state, _ = load_checkpoint(self.checkpoint_path, self.kind)
         if meta.get("identity_sha256") != self.identity_sha:
+            differ = identity_differences(meta.get("identity", {}), self.identity)
             raise CheckpointError(
-                f"{self.checkpoint_path} belongs to a run with other settings or inputs; "
-                f"start afresh without --resume"
+                f"{self.checkpoint_path} belongs to a run with other settings or inputs "
+                f"({differ or 'its identity differs'}); resume with the same settings, or start afresh without "
+                f"--resume"
             )
         if meta.get("world_size", 1) != self.world_size:
             raise CheckpointError(
@@ -160,6 +175,26 @@ class StageRun:
             os.fsync(f.fileno())
 
 
+def identity_differences(old: dict, new: dict, prefix: str = "", limit: int = 4) -> str:
+    """``"train.lr 0.001 -> 0.0002, corpus changed"``: what differs between two run identities (settings by
+    name and value, input checksums as "changed"), for refusals that must say which setting differs."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = identity_differences(a, b, f"{name}.", limit)
+            diffs.extend(inner.split(", ") if inner else [])
+        elif isinstance(a, str) and isinstance(b, str) and len(a) == len(b) == 64:
+            diffs.append(f"{name} changed")  # a checksum of an input
+        else:
+            diffs.append(f"{name} {a!r} -> {b!r}")
+    more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return ", ".join(diffs[:limit]) + more
+
+
 def _barrier() -> None:
     """Wait for every rank of a torch.distributed run (nothing to do in a single process)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -170,7 +205,24 @@ def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:1``, or ``auto`` (cuda when available); a clear error if unavailable."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device_name(name)
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        raise RacerError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RacerError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RacerError(f"--device {name}: Apple MPS is not available on this machine; use --device cpu")
     return device
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a RacerError naming ``--device``
+    otherwise (torch's own names such as ``meta`` cannot hold trained weights)."""
+    kind, _, index = str(name).partition(":")
+    if name != "auto" and (kind not in DEVICE_TYPES or (index and not index.isdigit()) or (index and kind != "cuda")):
+        raise RacerError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps")
+    return name

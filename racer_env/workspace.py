@@ -6,14 +6,20 @@ sources), ``W/vqvae/``, ``W/reward/``, ``W/datasets/``, ``W/agents/<name>/``, ``
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from racer_env.errors import RacerError
 
 
 class Workspace:
@@ -55,11 +61,17 @@ def sha256_json(obj) -> str:
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` (named for this process), then rename it into place:
+    readers see the old file or the new one, never a part."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -76,7 +88,7 @@ def staged_directory(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(final), dir=final.parent))
     try:
         yield tmp
     except BaseException:
@@ -87,3 +99,195 @@ def staged_directory(final: Path) -> Iterator[Path]:
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# -- temporary names ----------------------------------------------------------------------------------------
+#: every temporary file or directory racer writes is named ``.<name>.tmp<pid>...`` (or ``.<name>.old-<pid>``)
+#: beside its target, so that the next run can tell the leftovers of a killed run from a live run's files.
+_TEMPORARY = re.compile(r"^\..+\.(?:tmp|old-)(?P<pid>\d+)(?:[^0-9].*)?$")
+
+
+def temporary_prefix(path: str | os.PathLike) -> str:
+    """The name prefix of this process's temporaries for ``path`` (``.<name>.tmp<pid>-``)."""
+    return f".{Path(path).name}.tmp{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that killed runs left in ``directory`` (their pid no longer runs); returns them.
+
+    Called by each stage, under its lock, on the directories it writes; a live run's temporaries are kept.
+    """
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for entry in directory.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match is None or _alive(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def pause_point(name: str) -> None:
+    """A named point just before a stage publishes its output (renames its temporaries into place).
+
+    With ``RACER_PAUSE_AT=<name>`` in the environment the process says so on stderr and waits there, so that
+    tests deliver Ctrl-C or kill -9 to a real run at exactly this point (``tests/test_faults.py``); otherwise it
+    does nothing.
+    """
+    if os.environ.get("RACER_PAUSE_AT") == name:
+        print(f"racer: paused at {name} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+
+# -- destinations -------------------------------------------------------------------------------------------
+def check_output_directory(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Refuse, before any work, a directory racer could not create or write: an existing file, a path under a
+    file, or a read-only place. Creates nothing; returns ``path``."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        raise RacerError(f"{probe}: a dangling symbolic link, expected a directory for the {what} {path}")
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"lies under the file {probe}"
+        raise RacerError(f"{path}: {where}; expected a directory for the {what}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RacerError(f"{probe}: not writable (permission denied); the {what} {path} cannot be written there")
+    return path
+
+
+# -- stage locks --------------------------------------------------------------------------------------------
+class WorkspaceBusy(RacerError):
+    """Another process is running the same stage on the same workspace."""
+
+
+_HELD: dict[str, list] = {}  # lock path -> [file descriptor, depth] (re-entrant within a process)
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, json.JSONDecodeError):
+        return "another process"
+    return f"pid {info.get('pid', '?')}: {info.get('command', '?')}"
+
+
+@contextmanager
+def stage_lock(directory: str | os.PathLike, stage: str) -> Iterator[None]:
+    """Hold the lock of ``stage`` on ``directory`` (a workspace, or an output directory) while the block runs.
+
+    A second process asking for the same lock is refused at once with :class:`WorkspaceBusy`, naming the holder's
+    pid and command. The lock is ``directory/.racer-<stage>.lock`` (``flock``, so it dies with its process, even
+    under kill -9); the file is removed on release. Re-entrant within a process (``racer demo`` runs every stage
+    under its own lock), and only rank 0 of a torchrun launch takes it (the other ranks are the same run).
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    directory = Path(directory)
+    path = directory / f".racer-{stage.replace('/', '-')}.lock"
+    key = str(path.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    created = _missing_directories(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = _acquire(path, directory, stage)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    _HELD[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        path.unlink(missing_ok=True)  # before closing: a waiter that opened this file re-checks the inode
+        os.close(fd)
+        _remove_if_empty(created)
+
+
+@contextmanager
+def removed_if_left_empty(directory: str | os.PathLike) -> Iterator[Path]:
+    """Run the block; if ``directory`` did not exist before it and is empty after it (a refused or interrupted
+    run wrote nothing), remove it again, so that a failure leaves no empty output directory behind."""
+    directory = Path(directory)
+    created = _missing_directories(directory)
+    try:
+        yield directory
+    finally:
+        _remove_if_empty(created)
+
+
+def _missing_directories(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """The directories this run created and left empty (a refused or interrupted run) are removed again."""
+    for directory in created:
+        try:
+            directory.rmdir()
+        except OSError:
+            return  # not empty (the stage wrote its output) or already gone: neither are its parents
+
+
+def _command_line() -> str:
+    """This process's command as a user typed it: ``racer train vqvae W``, ``python -m racer_env ...``."""
+    if not sys.argv or not sys.argv[0]:
+        return "python"
+    program = Path(sys.argv[0])
+    name = f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
+    return " ".join([name, *sys.argv[1:]])
+
+
+def _acquire(path: Path, directory: Path, stage: str) -> int:
+    """Open and flock ``path``; retries when the file was replaced between open and flock (released meanwhile)."""
+    for _ in range(100):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise WorkspaceBusy(
+                f"{directory}: another racer process is running {stage} here ({_lock_holder(path)}); wait for it to "
+                f"finish or stop it") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            command = _command_line()
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode())
+            return fd
+        os.close(fd)  # the holder released and removed it between our open and flock: try the new file
+    raise WorkspaceBusy(f"{directory}: could not take the {stage} lock {path}")

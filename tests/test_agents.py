@@ -137,7 +137,7 @@ def test_agent_of_another_codebook_is_refused(agent_workspace, tmp_path):
 
 
 def test_bad_algo_names():
-    with pytest.raises(ValueError, match="racer-cql, bc or d3rlpy"):
+    with pytest.raises(ValueError, match="racer-cql, bc, d3rlpy:<Name> \\(offline\\) or dqn, actor-critic"):
         agent_config_for("tiny", algo="ppo")
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 from racer_env import __version__
 from racer_env.corpus.importer import ImportConfig, ImportResult, import_corpus
 from racer_env.corpus.store import Corpus, CorpusError
-from racer_env.workspace import Workspace, staged_directory, write_json_atomic
+from racer_env.workspace import (
+    Workspace,
+    check_output_directory,
+    remove_stale_temporaries,
+    stage_lock,
+    staged_directory,
+    write_json_atomic,
+)
 
 
 def _synth_params(minutes: float, speakers: int, seed: int, clip_seconds: float) -> dict:
@@ -42,11 +49,19 @@ def synth_corpus(
     corpus is current. A corpus that came from a real import is replaced only with ``force``; one from an
     earlier synthesis is replaced.
     """
-    from racer_env.corpus.synth import synthesize_sources
-
     ws = Workspace.of(workspace)
     config = config or ImportConfig()
     params = _synth_params(minutes, speakers, seed, clip_seconds)
+    check_output_directory(ws.root, "workspace")
+    with stage_lock(ws.root, "corpus"):
+        remove_stale_temporaries(ws.root)
+        return _synth_locked(ws, config, params, minutes, speakers, seed, clip_seconds, force, workers, progress)
+
+
+def _synth_locked(ws: Workspace, config: ImportConfig, params: dict, minutes: float, speakers: int, seed: int,
+                  clip_seconds: float, force: bool, workers: int | None, progress: bool) -> ImportResult:
+    from racer_env.corpus.synth import synthesize_sources
+
     if not _sources_current(ws.synth, params):
         with staged_directory(ws.synth) as tmp:
             infos = synthesize_sources(tmp, minutes=minutes, speakers=speakers, seed=seed,

@@ -13,6 +13,7 @@ in a temporary directory and renamed into place only when everything succeeded.
 from __future__ import annotations
 
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,12 +30,23 @@ from racer_env.audio.features import (
     load_audio,
 )
 from racer_env.corpus.store import FORMAT_VERSION, Corpus, CorpusError, NormStats
+from racer_env.errors import RacerError
 from racer_env.motion.bvh import BvhError, read_bvh
 from racer_env.motion.resample import resample_rotations
 from racer_env.motion.rotations import euler_to_matrix, matrix_to_rotvec
 from racer_env.motion.skeleton import Skeleton
 from racer_env.motion.upper_body import UnmappableSkeletonError, upper_body_joints
-from racer_env.workspace import Workspace, sha256_file, sha256_json, staged_directory, write_json_atomic
+from racer_env.workspace import (
+    Workspace,
+    check_output_directory,
+    pause_point,
+    remove_stale_temporaries,
+    sha256_file,
+    sha256_json,
+    stage_lock,
+    staged_directory,
+    write_json_atomic,
+)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -54,11 +66,11 @@ class ImportConfig:
 
     def __post_init__(self) -> None:
         if not self.unit_mm > 0:
-            raise ValueError(f"unit_mm must be positive, got {self.unit_mm}")
+            raise RacerError(f"unit_mm must be positive, got {self.unit_mm}")
         if not (0 <= self.valid_frac < 1 and 0 <= self.test_frac < 1 and self.valid_frac + self.test_frac < 1):
-            raise ValueError(f"valid_frac + test_frac must be in [0, 1), got {self.valid_frac}, {self.test_frac}")
+            raise RacerError(f"valid_frac + test_frac must be in [0, 1), got {self.valid_frac}, {self.test_frac}")
         if self.audio.fps != self.fps:
-            raise ValueError(f"audio feature fps ({self.audio.fps}) must equal the motion fps ({self.fps})")
+            raise RacerError(f"audio feature fps ({self.audio.fps}) must equal the motion fps ({self.fps})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,21 +110,36 @@ def _pairs_in(directory: Path, speaker: str) -> tuple[list[SourcePair], list[str
     return pairs, problems
 
 
+def problems_message(problems: list[str]) -> str:
+    """One problem on one line; several as a list under "cannot import:"."""
+    return problems[0] if len(problems) == 1 else "cannot import:\n  " + "\n  ".join(problems)
+
+
 def find_pairs(src: str | os.PathLike) -> list[SourcePair]:
     """Audio + BVH pairs in ``src`` (speaker = its name) and its subdirectories (speaker = subdirectory)."""
     src = Path(src)
     if not src.is_dir():
         raise CorpusError(f"{src}: not a directory of wav + bvh pairs")
     pairs, problems = _pairs_in(src, src.resolve().name)
+    seen = {src.resolve(): src}
     for sub in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        real = sub.resolve()
+        if real in seen:  # a symbolic link back to src or to another speaker: its clips would be imported twice
+            raise CorpusError(f"{sub}: a link to {seen[real]}, whose clips are already imported; remove the link")
+        seen[real] = sub
         sub_pairs, sub_problems = _pairs_in(sub, sub.name)
         pairs += sub_pairs
         problems += sub_problems
     if problems:
-        raise CorpusError("cannot import:\n  " + "\n  ".join(problems))
+        raise CorpusError(problems_message(problems))
     if not pairs:
         raise CorpusError(f"{src}: no name.wav + name.bvh pairs found (audio may be .wav, .flac or .ogg)")
     return pairs
+
+
+def _ignore_interrupts() -> None:
+    """Worker processes leave Ctrl-C to the main process, which reports it once and cleans up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def import_pair(pair: SourcePair, config: ImportConfig) -> dict:
@@ -123,7 +150,8 @@ def import_pair(pair: SourcePair, config: ImportConfig) -> dict:
     angles = bvh.euler_angles()[:, joints]  # (T_src, J, 3) degrees
     mats = np.stack([euler_to_matrix(angles[:, i], skeleton.rotation_order(i)) for i in range(len(joints))], 1)
     rotations = matrix_to_rotvec(resample_rotations(mats, bvh.fps, config.fps))  # (T, J, 3)
-    feats = audio_features(load_audio(pair.wav, config.audio.sample_rate), config.audio)  # (T_a, F)
+    feats = audio_features(load_audio(pair.wav, config.audio.sample_rate), config.audio,  # (T_a, F)
+                           source=str(pair.wav))
     feats, rotations, report = align_to_code_steps(
         feats, rotations, config.frames_per_code, config.fps, config.max_mismatch_s, source=str(pair.wav)
     )
@@ -181,6 +209,14 @@ def import_corpus(
     ws = Workspace.of(workspace)
     src = Path(src)
     pairs = find_pairs(src)
+    check_output_directory(ws.root, "workspace")
+    with stage_lock(ws.root, "corpus"):
+        remove_stale_temporaries(ws.root)
+        return _import_locked(src, ws, pairs, config, force, workers, progress, source_info)
+
+
+def _import_locked(src: Path, ws: Workspace, pairs: list[SourcePair], config: ImportConfig, force: bool,
+                   workers: int | None, progress: bool, source_info: dict | None) -> ImportResult:
     sources = [[p.clip_id, sha256_file(p.wav), sha256_file(p.bvh)] for p in pairs]
     inputs_sha = sha256_json({"config": config.to_dict(), "sources": sources, "format": FORMAT_VERSION})
     if (ws.corpus / "manifest.json").is_file():
@@ -205,16 +241,19 @@ def import_corpus(
             results.append(_import_or_error(job))
             bar.update()
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        pool = ProcessPoolExecutor(workers, initializer=_ignore_interrupts)
+        try:
             results = []
             for r in pool.map(_import_or_error, jobs, chunksize=1):
                 results.append(r)
                 bar.update()
+        finally:  # on Ctrl-C or an error: drop the clips not started yet instead of importing them all first
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
 
     problems = [r for r in results if isinstance(r, str)]
     if problems:
-        raise CorpusError("cannot import:\n  " + "\n  ".join(problems))
+        raise CorpusError(problems_message(problems))
     reference: Skeleton = results[0]["skeleton"]
     for pair, r in zip(pairs, results):
         if not r["skeleton"].same_layout(reference):
@@ -226,6 +265,7 @@ def import_corpus(
     with staged_directory(ws.corpus) as tmp:
         _write_corpus(tmp, pairs, results, splits, config, inputs_sha, source_info or {"kind": "import",
                                                                                     "src": str(src)})
+        pause_point("corpus-publish")
     return ImportResult(Corpus(ws.corpus), False, {p.clip_id: r["report"] for p, r in zip(pairs, results)})
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from racer_env.errors import RacerError
 from racer_env.motion.skeleton import Skeleton
 from racer_env.workspace import Workspace, sha256_file
 
@@ -28,7 +29,7 @@ SPLITS = ("train", "valid", "test")
 STD_FLOOR = 1e-3
 
 
-class CorpusError(ValueError):
+class CorpusError(RacerError):
     """A corpus that cannot be built or read; the message names the file and the problem."""
 
 
@@ -171,7 +172,7 @@ class Corpus:
         if split is None:
             return list(self._records)
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            raise RacerError(f"split must be one of {SPLITS}, got {split!r}")
         return list(self.manifest["splits"][split])
 
     def record(self, clip_id: str) -> dict:

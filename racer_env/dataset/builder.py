@@ -12,10 +12,12 @@ Per episode Minari keeps the reset options ``{"clip": clip_id, "start": step}`` 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -45,14 +47,29 @@ from racer_env.envs.episode_data import (
     load_env_data,
 )
 from racer_env.envs.gesture import observation_space
-from racer_env.workspace import Workspace, sha256_json
+from racer_env.errors import RacerError
+from racer_env.workspace import (
+    Workspace,
+    check_output_directory,
+    pause_point,
+    remove_stale_temporaries,
+    removed_if_left_empty,
+    sha256_json,
+    stage_lock,
+    temporary_prefix,
+)
 
 DATASET_NAME = "augmented"
 ID_PATTERN = re.compile(r"^(?P<base>[A-Za-z0-9_\-/]+)-v(?P<version>\d+)$")
 
 
-class DatasetError(ValueError):
+class DatasetError(RacerError):
     """A dataset that cannot be built as asked."""
+
+
+def datasets_root(workspace: Workspace) -> Path:
+    """Where the workspace's datasets live: ``$MINARI_DATASETS_PATH`` when set, else ``W/datasets``."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH") or workspace.root / "datasets")
 
 
 @contextmanager
@@ -61,7 +78,7 @@ def minari_root(workspace: Workspace):
     if os.environ.get("MINARI_DATASETS_PATH"):
         yield Path(os.environ["MINARI_DATASETS_PATH"])
         return
-    root = workspace.root / "datasets"
+    root = datasets_root(workspace)
     os.environ["MINARI_DATASETS_PATH"] = str(root.resolve())
     try:
         yield root
@@ -136,11 +153,12 @@ def build_dataset(
     default id ``racer/<corpus>/augmented_distance-v0``).
     """
     if reward not in REWARD_KINDS:
-        raise ValueError(f"reward must be one of {REWARD_KINDS}, got {reward!r}")
+        raise RacerError(f"reward must be one of {REWARD_KINDS}, got {reward!r}")
     if (policy is None) != (policy_id is None):
-        raise ValueError("policy and policy_id go together: pass both (policy_id names the policy) or neither")
+        raise RacerError("policy and policy_id go together: pass both (policy_id names the policy) or neither")
     ws = Workspace.of(workspace)
     config, obs_config = config or AugmentConfig(), obs_config or ObservationConfig()
+    check_output_directory(datasets_root(ws), "dataset directory")
     start_time = time.perf_counter()
     data = load_env_data(str(ws.root), device)
     inputs = {"augment": asdict(config), "observation": asdict(obs_config), "audio": AUDIO_NORMALISATION,
@@ -149,7 +167,8 @@ def build_dataset(
     if reward != "contrastive":  # (absent for the contrastive reward: datasets built before the option stay current)
         inputs["reward_kind"] = reward
     inputs_sha = sha256_json(inputs)
-    with minari_root(ws) as root:
+    with minari_root(ws) as root, stage_lock(ws.root, "dataset"), removed_if_left_empty(root):
+        remove_stale_temporaries(root)
         dataset_id, current = resolve_id(dataset_id, default_dataset_id(ws, reward), inputs_sha)
         if current:
             return {"id": dataset_id, "skipped": True, "root": str(root)}
@@ -159,7 +178,10 @@ def build_dataset(
             episodes += policy_episodes(data, segments, policy, obs_config)
         label_episodes(data, episodes, obs_config, progress=progress, reward=reward)
         ref_min, ref_max = reference_scores(data, episodes, config, obs_config, reward)
-        _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward)
+        with _staging_root(root) as staging:
+            _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward)
+            pause_point("dataset-publish")
+            _publish(staging, root, dataset_id)
     counts = Counter(e.source for e in episodes)
     return {"id": dataset_id, "skipped": False, "root": str(root), "episodes": len(episodes),
             "steps": int(sum(len(e.actions) for e in episodes)), "sources": dict(counts),
@@ -179,29 +201,59 @@ def reference_scores(data: EnvData, episodes: list[Episode], config: AugmentConf
 def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
            config: AugmentConfig, inputs: dict, inputs_sha: str, ref_min: float, ref_max: float,
            ws: Workspace, reward: str = "contrastive") -> None:
-    """Create the Minari dataset, then store our metadata; on any failure remove what was written."""
-    import minari
+    """Create the Minari dataset (under the staging root Minari points at), then store our metadata."""
+    with warnings.catch_warnings():  # Minari warns that no env was given: the specs are stored just below
+        warnings.filterwarnings("ignore", message="env_spec is None")
+        warnings.filterwarnings("ignore", message="`eval_env` is set to None")
+        dataset = _create_minari_dataset(dataset_id, episodes, data, obs_config, config, reward)
+    env_kwargs = {"workspace": str(ws.root.resolve()), "segment_codes": config.segment_codes, **asdict(obs_config)}
+    env_id = "racer/GestureSynthesis-v0" if reward == "contrastive" else "racer/GestureSynthesisDistance-v0"
+    spec, eval_spec = gym.spec(env_id), gym.spec("racer/GestureSynthesisClip-v0")
+    dataset.storage.update_metadata({
+        "env_spec": replace(spec, kwargs={**spec.kwargs, **env_kwargs}).to_json(),
+        "eval_env_spec": replace(eval_spec, kwargs={**eval_spec.kwargs, "workspace": env_kwargs["workspace"],
+                                                    **asdict(obs_config)}).to_json(),
+        "ref_min_score": ref_min, "ref_max_score": ref_max, "sources": list(SOURCES), "racer_reward": reward,
+        "racer_inputs": inputs, "racer_inputs_sha256": inputs_sha,
+        "vqvae_sha256": inputs["vqvae"], "reward_sha256": inputs["reward"], "corpus_sha256": inputs["corpus"],
+    })
 
+
+@contextmanager
+def _staging_root(root: Path):
+    """A hidden Minari root inside ``root`` (Minari lists no hidden directories) that Minari writes to while the
+    block runs; removed afterwards whatever happens, so a failed or interrupted build leaves nothing behind and
+    never touches another run's dataset."""
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(root / "build"), dir=root)).resolve()
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(staging)
     try:
-        with warnings.catch_warnings():  # Minari warns that no env was given: the specs are stored just below
-            warnings.filterwarnings("ignore", message="env_spec is None")
-            warnings.filterwarnings("ignore", message="`eval_env` is set to None")
-            dataset = _create_minari_dataset(dataset_id, episodes, data, obs_config, config, reward)
-        env_kwargs = {"workspace": str(ws.root.resolve()), "segment_codes": config.segment_codes,
-                      **asdict(obs_config)}
-        env_id = "racer/GestureSynthesis-v0" if reward == "contrastive" else "racer/GestureSynthesisDistance-v0"
-        spec, eval_spec = gym.spec(env_id), gym.spec("racer/GestureSynthesisClip-v0")
-        dataset.storage.update_metadata({
-            "env_spec": replace(spec, kwargs={**spec.kwargs, **env_kwargs}).to_json(),
-            "eval_env_spec": replace(eval_spec, kwargs={**eval_spec.kwargs, "workspace": env_kwargs["workspace"],
-                                                        **asdict(obs_config)}).to_json(),
-            "ref_min_score": ref_min, "ref_max_score": ref_max, "sources": list(SOURCES), "racer_reward": reward,
-            "racer_inputs": inputs, "racer_inputs_sha256": inputs_sha,
-            "vqvae_sha256": inputs["vqvae"], "reward_sha256": inputs["reward"], "corpus_sha256": inputs["corpus"],
-        })
-    except BaseException:
-        shutil.rmtree(minari.storage.get_dataset_path(dataset_id), ignore_errors=True)  # nothing partial stays
-        raise
+        yield staging
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, root: Path, dataset_id: str) -> None:
+    """Move the dataset built under ``staging`` to ``root`` with one rename, which fails rather than replace a
+    dataset another run published under the same id meanwhile (a build that shares MINARI_DATASETS_PATH with
+    another workspace; builds of one workspace hold its lock)."""
+    for level in reversed(Path(dataset_id).parents[:-1]):  # the namespace directories, outermost first
+        (root / level).mkdir(exist_ok=True)
+        meta = root / level / "namespace_metadata.json"
+        if not meta.exists():
+            shutil.copyfile(staging / level / "namespace_metadata.json", meta)
+    try:
+        os.rename(staging / dataset_id, root / dataset_id)
+    except OSError as err:
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        raise DatasetError(f"{root / dataset_id}: another run published dataset {dataset_id!r} while this one was "
+                           f"building it; run the command again (it reuses an identical dataset, or takes the next "
+                           f"version)") from None
 
 
 def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,

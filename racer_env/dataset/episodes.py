@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from racer_env.envs.episode_data import EnvData, ObservationConfig, observation, reward_input
+from racer_env.errors import RacerError
 
 SOURCES = ("ground_truth", "random_substitution", "nn_substitution", "time_shift", "codes_from_other_clip",
            "policy")
@@ -46,9 +47,9 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if (self.segment_codes is not None and self.segment_codes < 1) or self.stride < 1 or self.augment < 0:
-            raise ValueError("segment_codes >= 1 (or None: whole clips), stride >= 1 and augment >= 0 are required")
+            raise RacerError("segment_codes >= 1 (or None: whole clips), stride >= 1 and augment >= 0 are required")
         if not 0 < self.p_substitute <= 1:
-            raise ValueError(f"p_substitute must be in (0, 1], got {self.p_substitute}")
+            raise RacerError(f"p_substitute must be in (0, 1], got {self.p_substitute}")
 
 
 @dataclass
@@ -92,7 +93,7 @@ def make_episodes(data: EnvData, clip_ids: list[str], cfg: AugmentConfig) -> lis
     neighbours = nearest_codes(data.scorer.vqvae.quantizer.codebook.detach().cpu(), cfg.k_nearest)
     segments = training_segments(data, clip_ids, cfg)
     if not segments:
-        raise ValueError(f"no training clip has the {(cfg.segment_codes or 1) + 1} code steps a segment needs"
+        raise RacerError(f"no training clip has the {(cfg.segment_codes or 1) + 1} code steps a segment needs"
                          + ("; lower --segment-codes" if cfg.segment_codes else ""))
     episodes = []
     for i, (clip_id, start, h) in enumerate(segments):
@@ -122,7 +123,7 @@ def _augment(kind: str, data: EnvData, clip_id: str, start: int, gt: np.ndarray,
         return codes[idx].copy()
     others = [s for s in segments if s[0] != clip_id]
     if not others:
-        raise ValueError("codes_from_other_clip needs at least two training clips with segments; use --augment 3 "
+        raise RacerError("codes_from_other_clip needs at least two training clips with segments; use --augment 3 "
                          "or a larger corpus")
     other_clip, other_start, other_h = others[int(rng.integers(len(others)))]
     return np.resize(data.clips[other_clip].codes[other_start + 1:other_start + 1 + other_h], len(gt))

@@ -17,6 +17,8 @@ import torch
 from scipy import linalg
 from torch import nn
 
+from racer_env.errors import RacerError
+
 WINDOW = 32  # frames (1.6 s at 20 fps)
 STRIDE = 8  # frames between windows (one code step)
 FPS = 20.0
@@ -119,9 +121,9 @@ def load_extractor(path: Path = EXTRACTOR_PATH, joint_names: list[str] | None = 
 
     meta, state, checksum = load_checkpoint(path, "fgd_extractor")
     if EXTRACTOR_SHA256 and path == EXTRACTOR_PATH and checksum != EXTRACTOR_SHA256:
-        raise ValueError(f"{path}: checksum {checksum[:12]} is not the shipped extractor's {EXTRACTOR_SHA256[:12]}")
+        raise RacerError(f"{path}: checksum {checksum[:12]} is not the shipped extractor's {EXTRACTOR_SHA256[:12]}")
     if joint_names is not None and list(joint_names) != meta["joint_names"]:
-        raise ValueError(f"the FGD extractor was trained on joints {meta['joint_names']}; this corpus has "
+        raise RacerError(f"the FGD extractor was trained on joints {meta['joint_names']}; this corpus has "
                          f"{list(joint_names)} (use raw-space FGD, or train an extractor for this layout)")
     model = FeatureExtractor(len(meta["joint_names"]), meta["dim"], meta["width"], meta.get("velocity", False))
     model.load_state_dict(state["model"])

@@ -26,6 +26,8 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
+from racer_env.errors import RacerError
+
 
 def derivative(positions: np.ndarray, fps: float, order: int) -> np.ndarray:
     """(T, J, 3) -> (T - order, J, 3) finite-difference derivative of the given order, per second."""
@@ -58,7 +60,7 @@ def l1_diversity(motions: list[np.ndarray], window: int = 40, pairs: int = 500, 
     rng = np.random.default_rng(seed)
     spots = [(i, s) for i, m in enumerate(motions) for s in range(0, len(m) - window + 1, window)]
     if len(spots) < 2:
-        raise ValueError(f"L1 diversity needs at least two windows of {window} frames")
+        raise RacerError(f"L1 diversity needs at least two windows of {window} frames")
     total = 0.0
     for _ in range(pairs):
         a, b = rng.choice(len(spots), 2, replace=False)
@@ -95,7 +97,7 @@ def beat_alignment(motion_beat_times: np.ndarray, audio_beat_times: np.ndarray, 
     """Mean over audio beats of exp(-d^2 / 2 sigma^2), d = distance (s) to the nearest motion beat."""
     m, a = np.asarray(motion_beat_times), np.asarray(audio_beat_times)
     if len(a) == 0:
-        raise ValueError("beat alignment needs at least one audio beat")
+        raise RacerError("beat alignment needs at least one audio beat")
     if len(m) == 0:
         return 0.0
     d = np.abs(a[:, None] - m[None, :]).min(1)

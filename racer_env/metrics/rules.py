@@ -26,6 +26,8 @@ import numpy as np
 from scipy.signal import find_peaks
 from scipy.stats import spearmanr
 
+from racer_env.errors import RacerError
+
 STROKE_DOWN_SPEED_MM_S = 450.0  # a detected stroke moves down faster than this at its speed peak
 NOD_PROMINENCE_DEG = 0.5  # a detected nod rises this far above its surroundings (nods are 1.5-6 deg)
 NOD_JOINTS = ("Neck", "Neck1", "Head")
@@ -73,7 +75,7 @@ def hands_of(positions: np.ndarray, joint_names: list[str] | tuple[str, ...]) ->
     names = list(joint_names)
     missing = [f"{s.capitalize()}Hand" for s in HANDS if f"{s.capitalize()}Hand" not in names]
     if missing:
-        raise ValueError(f"rule metrics need the joints {missing}; this skeleton has {names}")
+        raise RacerError(f"rule metrics need the joints {missing}; this skeleton has {names}")
     return {s: positions[:, names.index(f"{s.capitalize()}Hand")] for s in HANDS}
 
 
@@ -82,7 +84,7 @@ def head_pitch_deg(rotations: np.ndarray, joint_names: list[str] | tuple[str, ..
     names = list(joint_names)
     idx = [names.index(n) for n in NOD_JOINTS if n in names]
     if not idx:
-        raise ValueError(f"nod detection needs one of the joints {NOD_JOINTS}; this skeleton has {names}")
+        raise RacerError(f"nod detection needs one of the joints {NOD_JOINTS}; this skeleton has {names}")
     return np.degrees(np.asarray(rotations, dtype=np.float64)[:, idx, 0].sum(axis=1))
 
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from racer_env.errors import RacerError
 from racer_env.metrics.rules import hand_speed
 
 SMOOTHING_S = 0.5  # standard deviation (s) of the Gaussian applied to hand speed and speech energy
@@ -71,7 +72,7 @@ def _check_signals(speed: np.ndarray, energy: np.ndarray, fps: float) -> tuple[n
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if len(speed) < MIN_SECONDS * fps:
-        raise ValueError(f"sync needs at least {MIN_SECONDS:g} s ({MIN_SECONDS * fps:g} frames), got {len(speed)}")
+        raise RacerError(f"sync needs at least {MIN_SECONDS:g} s ({MIN_SECONDS * fps:g} frames), got {len(speed)}")
     if not (np.isfinite(speed).all() and np.isfinite(energy).all()):
         raise ValueError("hand speed and speech energy must be finite (found NaN or inf)")
     return speed, energy
@@ -99,6 +100,6 @@ def lag_profile(speed: np.ndarray, energy: np.ndarray, fps: float, lags_s: Seque
     for lag in lags_s:
         k = round(lag * fps)
         if abs(k) > len(s) - MIN_SECONDS * fps:
-            raise ValueError(f"lag {lag} s leaves less than {MIN_SECONDS:g} s of overlap in {len(s) / fps:g} s")
+            raise RacerError(f"lag {lag} s leaves less than {MIN_SECONDS:g} s of overlap in {len(s) / fps:g} s")
         out[float(lag)] = _pearson(s[k:], e[:len(e) - k]) if k >= 0 else _pearson(s[:k], e[-k:])
     return out

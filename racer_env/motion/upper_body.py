@@ -25,6 +25,7 @@ import re
 
 import numpy as np
 
+from racer_env.errors import RacerError
 from racer_env.motion.skeleton import Skeleton
 
 #: role -> accepted names (compared lower-case, namespace removed). Order = preference.
@@ -40,7 +41,7 @@ KNOWN_SCHEMES = ("Trinity/GENEA", "BEAT", "CMU MotionBuilder", "CMU 3dsMax", "Mi
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9_]*:|Character\d*_|Bip\d*[ _])")
 
 
-class UnmappableSkeletonError(ValueError):
+class UnmappableSkeletonError(RacerError):
     """The skeleton lacks a joint for one or more upper-body roles."""
 
 

@@ -33,6 +33,7 @@ from racer_env.audio.features import AudioFeatureConfig
 from racer_env.corpus.importer import ImportConfig, SourcePair, import_pair
 from racer_env.corpus.store import Clip, Corpus, CorpusError
 from racer_env.corpus.synth import synthesize_clip, write_clip
+from racer_env.errors import RacerError
 from racer_env.metrics.rules import annotation_path, load_annotation
 from racer_env.reward.scorer import RewardScorer
 from racer_env.vqvae.tokenize import encode_clip
@@ -106,7 +107,7 @@ def clip_ablations(scorer: RewardScorer, corpus: Corpus, clip: Clip, annotation:
     codes = encode_clip(scorer.vqvae, clip, stats)  # (L,)
     n = len(codes)
     if n < w + 2 * max(SHIFTS):
-        raise ValueError(f"clip {clip.id!r} has {n} code steps; the shifted windows need at least "
+        raise RacerError(f"clip {clip.id!r} has {n} code steps; the shifted windows need at least "
                          f"{w + 2 * max(SHIFTS)} (W = {w})")
     every = np.arange(n - w + 1)
     out = {"real": float(window_rewards(scorer, codes, clip.audio, every).mean())}

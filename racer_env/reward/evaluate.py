@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from racer_env.corpus.store import Corpus
+from racer_env.errors import RacerError
 from racer_env.reward.ablations import reward_ablations
 from racer_env.reward.model import RewardModel
 from racer_env.reward.scorer import RewardScorer, load_reward_model
@@ -63,7 +64,7 @@ def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("vali
     model, _, checksum = load_reward_model(ws, corpus, vqvae_sha, device)
     w = model.cfg.window_codes
     if w < MIN_SHIFT:
-        raise ValueError(f"auc_shifted needs windows of at least {MIN_SHIFT} code steps; this reward model's are {w}")
+        raise RacerError(f"auc_shifted needs windows of at least {MIN_SHIFT} code steps; this reward model's are {w}")
     clip_ids = [c for s in splits for c in corpus.clip_ids(s)]
     windows = build_windows(corpus, vqvae, clip_ids, w, stride=1)
     m, a = (e.cpu() for e in embed(model, windows))
@@ -71,7 +72,7 @@ def evaluate_reward(workspace: str | Workspace, splits: tuple[str, ...] = ("vali
 
     disjoint = np.flatnonzero(windows.start % w == 0)  # non-overlapping windows for retrieval
     if len(disjoint) < candidates:
-        raise ValueError(f"held-out splits {splits} give {len(disjoint)} non-overlapping windows of {w} codes; "
+        raise RacerError(f"held-out splits {splits} give {len(disjoint)} non-overlapping windows of {w} codes; "
                          f"retrieval among {candidates} needs more (a larger corpus or smaller --candidates)")
     sim = model.similarity(m, a).numpy()  # (N, N) reward of every (motion, audio) window pair
     r1, r5 = retrieval(sim[np.ix_(disjoint, disjoint)], candidates, rng)

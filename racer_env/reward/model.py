@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from racer_env.errors import RacerError
+
 
 @dataclass(frozen=True)
 class RewardConfig:
@@ -44,11 +46,11 @@ class RewardConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "arm_channels", tuple(int(c) for c in self.arm_channels))  # JSON lists back
         if self.parts not in PART_LAYOUTS or self.combine not in COMBINE:
-            raise ValueError(f"parts must be one of {PART_LAYOUTS} and combine one of {COMBINE}; got "
+            raise RacerError(f"parts must be one of {PART_LAYOUTS} and combine one of {COMBINE}; got "
                              f"{self.parts!r}, {self.combine!r}")
         arms = set(self.arm_channels)
         if self.parts == "arms_rest" and not (arms and arms < set(range(self.motion_channels))):
-            raise ValueError(f"parts='arms_rest' needs arm_channels, a non-empty proper subset of the "
+            raise RacerError(f"parts='arms_rest' needs arm_channels, a non-empty proper subset of the "
                              f"{self.motion_channels} motion channels; got {self.arm_channels}")
 
     def part_channels(self) -> list[list[int]]:

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Clip, Corpus
 from racer_env.distributed import gather_rows_with_grad, setup
+from racer_env.errors import RacerError
 from racer_env.motion.upper_body import canonical_name
 from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import WindowSet, build_windows
@@ -85,7 +86,7 @@ def part_channels(joint_names: list[str] | tuple[str, ...], part: str) -> np.nda
             found[joint] = hit
     missing = [n for n in PARTS[part] if n not in found]
     if missing:
-        raise ValueError(f"the reward's body part {part!r} needs the joints {missing}; this corpus's skeleton has "
+        raise RacerError(f"the reward's body part {part!r} needs the joints {missing}; this corpus's skeleton has "
                          f"{list(joint_names)} (train with part_negatives='none', rest_pair_weight=0 and a "
                          f"whole-body preset)")
     return np.array([3 * found[n] + a for n in PARTS[part] for a in range(3)])
@@ -124,18 +125,18 @@ class RewardTrainConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.still_head_arms <= 1.0:
-            raise ValueError(f"still_head_arms must be a fraction in [0, 1], got {self.still_head_arms}")
+            raise RacerError(f"still_head_arms must be a fraction in [0, 1], got {self.still_head_arms}")
         if self.rest_pair_weight and self.part_negatives != "rest":
-            raise ValueError(f"rest_pair_weight needs part_negatives='rest', got {self.part_negatives!r}")
+            raise RacerError(f"rest_pair_weight needs part_negatives='rest', got {self.part_negatives!r}")
         if self.part_negatives not in PART_NEGATIVES:
-            raise ValueError(f"part_negatives must be one of {PART_NEGATIVES}, got {self.part_negatives!r}")
+            raise RacerError(f"part_negatives must be one of {PART_NEGATIVES}, got {self.part_negatives!r}")
         if not self.shifts or 0 in self.shifts or self.shift_sigma < 0:
-            raise ValueError(f"shifts must be non-zero code steps and shift_sigma >= 0; got {self.shifts}, "
+            raise RacerError(f"shifts must be non-zero code steps and shift_sigma >= 0; got {self.shifts}, "
                              f"{self.shift_sigma}")
         if self.preset not in REWARD_PRESETS:
-            raise ValueError(f"unknown reward preset {self.preset!r}; choose one of {sorted(REWARD_PRESETS)}")
+            raise RacerError(f"unknown reward preset {self.preset!r}; choose one of {sorted(REWARD_PRESETS)}")
         if self.window_codes < 1 or self.batch_size < 4 or self.batch_size % 2 or self.steps < 1:
-            raise ValueError(f"need window_codes >= 1, an even batch_size >= 4 (pairs of shifted windows) and "
+            raise RacerError(f"need window_codes >= 1, an even batch_size >= 4 (pairs of shifted windows) and "
                              f"steps >= 1; got {self.window_codes}, {self.batch_size}, {self.steps}")
 
 
@@ -282,78 +283,79 @@ def train_reward(
     run = StageRun(ws.root / "reward", "reward", {"train": weight_settings(config), "arch": arch.to_dict(),
                                                   "corpus": corpus.checksum, "vqvae": vqvae_sha},
                    ctx.world_size, ctx.is_main)
-    if run.is_current() and not force and not resume:
-        return {"skipped": True, "model": str(run.model_path)}
-    torch.manual_seed(config.seed)
-    model = RewardModel(arch).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start, state = run.start(resume)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-    windows = build_windows(corpus, vqvae, corpus.clip_ids("train"), config.window_codes)
-    index = {(int(c), int(s)): i for i, (c, s) in enumerate(zip(windows.clip, windows.start))}
-    channels = ({} if config.part_negatives == "none"
-                else {p: part_channels(corpus.joint_names, p) for p in PARTS
-                      if config.part_negatives != "rest" or p == "arms"})
-    at_rest = still_head = None
-    if config.part_negatives == "rest":  # every window again, from the clip with the arms at rest, via the codes
-        at_rest = windows_with_part_at_rest(corpus, vqvae, "arms", config.window_codes)  # (N, 8W, C)
-    if config.still_head_arms > 0:
-        if arch.parts == "whole":
-            raise ValueError("still_head_arms needs a per-part reward (preset with parts='arms_rest')")
-        still_head = windows_with_part_at_rest(corpus, vqvae, "head", config.window_codes)  # (N, 8W, C)
-    arm_ch = torch.as_tensor(arch.arm_channels, dtype=torch.long)
-    extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus),
-             "vqvae_sha256": vqvae_sha, "seed": config.seed}
-    net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
-    ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
-    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train reward",
-               disable=not progress or not ctx.is_main)
-    t0 = time.perf_counter()
-    model.train()
-    for step in bar:
-        idx, partner_shift = sample_pairs(windows, index, step_rng(config.seed, step), config.batch_size,
-                                          config.shifts)
-        mine = ctx.shard(np.arange(config.batch_size), config.batch_size)  # this rank's share of the global batch
-        motion = windows.motion[torch.as_tensor(idx[mine])]  # (b, 8W, C)
-        if still_head is not None:
-            rows = np.flatnonzero(step_rng(config.seed, step, stream=2).random(config.batch_size)[mine]
-                                  < config.still_head_arms)
-            swapped = motion[rows]  # (r, 8W, C): arm channels from the still-head decode, the rest real
-            swapped[:, :, arm_ch] = still_head[torch.as_tensor(idx[mine][rows])][:, :, arm_ch]
-            motion[rows] = swapped
-        if channels:
-            donors = step_rng(config.seed, step, stream=1).integers(0, len(windows), config.batch_size)[mine]
-            motion = torch.cat([motion, at_rest[torch.as_tensor(idx[mine])] if at_rest is not None else
-                                part_negatives(motion, windows.motion[torch.as_tensor(donors)], channels,
-                                               config.part_negatives)])
-        motion_emb, audio_emb = net(motion.to(dev), windows.audio[torch.as_tensor(idx[mine])].to(dev))
-        b = len(mine)
-        # in-batch negatives from every rank: the loss (and its gradient) of the global batch
-        paired, negatives = gather_rows_with_grad(motion_emb[:b]), gather_rows_with_grad(motion_emb[b:])
-        mask = (negative_part_mask(channels, config.part_negatives, arch.part_channels(), b)
-                .repeat(ctx.world_size, 1).to(dev) if channels else None)  # every rank's negatives, rank-major
-        audio_all = gather_rows_with_grad(audio_emb)
-        loss, logits = model.info_nce_of(torch.cat([paired, negatives]), audio_all,
-                                         shift_targets(partner_shift, config.shift_sigma).to(dev), mask)
-        if config.rest_pair_weight > 0:
-            loss = loss + config.rest_pair_weight * rest_pair_loss(model, paired, negatives, audio_all)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            target = torch.arange(config.batch_size, device=dev)
-            acc = (logits[:config.batch_size].argmax(1) == target).float().mean().item()
-            temperature = 1.0 / model.log_inv_temperature.exp().item()
-            run.log(done, {"losses/info_nce": loss.item(), "train/batch_r_at_1": acc, "train/temperature": temperature})
-            bar.set_postfix(loss=f"{loss.item():.3f}", r1=f"{acc:.2f}", temp=f"{temperature:.3f}")
-        if done % config.checkpoint_every == 0 or done == end:
-            run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": opt.state_dict()}, extra)
-    bar.close()
-    result = run.finish(end, config.steps, {"model": model.state_dict()}, extra)
-    if "stopped_at" in result:
-        return result
-    return {**result, "seconds": time.perf_counter() - t0, "windows": len(windows)}
+    with run.locked():
+        if run.is_current() and not force and not resume:
+            return {"skipped": True, "model": str(run.model_path)}
+        torch.manual_seed(config.seed)
+        model = RewardModel(arch).to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        windows = build_windows(corpus, vqvae, corpus.clip_ids("train"), config.window_codes)  # (read, and checked, first)
+        start, state = run.start(resume)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        index = {(int(c), int(s)): i for i, (c, s) in enumerate(zip(windows.clip, windows.start))}
+        channels = ({} if config.part_negatives == "none"
+                    else {p: part_channels(corpus.joint_names, p) for p in PARTS
+                          if config.part_negatives != "rest" or p == "arms"})
+        at_rest = still_head = None
+        if config.part_negatives == "rest":  # every window again, from the clip with the arms at rest, via the codes
+            at_rest = windows_with_part_at_rest(corpus, vqvae, "arms", config.window_codes)  # (N, 8W, C)
+        if config.still_head_arms > 0:
+            if arch.parts == "whole":
+                raise RacerError("still_head_arms needs a per-part reward (preset with parts='arms_rest')")
+            still_head = windows_with_part_at_rest(corpus, vqvae, "head", config.window_codes)  # (N, 8W, C)
+        arm_ch = torch.as_tensor(arch.arm_channels, dtype=torch.long)
+        extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus),
+                 "vqvae_sha256": vqvae_sha, "seed": config.seed}
+        net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
+        ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
+        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+        bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train reward",
+                   disable=not progress or not ctx.is_main)
+        t0 = time.perf_counter()
+        model.train()
+        for step in bar:
+            idx, partner_shift = sample_pairs(windows, index, step_rng(config.seed, step), config.batch_size,
+                                              config.shifts)
+            mine = ctx.shard(np.arange(config.batch_size), config.batch_size)  # this rank's share of the global batch
+            motion = windows.motion[torch.as_tensor(idx[mine])]  # (b, 8W, C)
+            if still_head is not None:
+                rows = np.flatnonzero(step_rng(config.seed, step, stream=2).random(config.batch_size)[mine]
+                                      < config.still_head_arms)
+                swapped = motion[rows]  # (r, 8W, C): arm channels from the still-head decode, the rest real
+                swapped[:, :, arm_ch] = still_head[torch.as_tensor(idx[mine][rows])][:, :, arm_ch]
+                motion[rows] = swapped
+            if channels:
+                donors = step_rng(config.seed, step, stream=1).integers(0, len(windows), config.batch_size)[mine]
+                motion = torch.cat([motion, at_rest[torch.as_tensor(idx[mine])] if at_rest is not None else
+                                    part_negatives(motion, windows.motion[torch.as_tensor(donors)], channels,
+                                                   config.part_negatives)])
+            motion_emb, audio_emb = net(motion.to(dev), windows.audio[torch.as_tensor(idx[mine])].to(dev))
+            b = len(mine)
+            # in-batch negatives from every rank: the loss (and its gradient) of the global batch
+            paired, negatives = gather_rows_with_grad(motion_emb[:b]), gather_rows_with_grad(motion_emb[b:])
+            mask = (negative_part_mask(channels, config.part_negatives, arch.part_channels(), b)
+                    .repeat(ctx.world_size, 1).to(dev) if channels else None)  # every rank's negatives, rank-major
+            audio_all = gather_rows_with_grad(audio_emb)
+            loss, logits = model.info_nce_of(torch.cat([paired, negatives]), audio_all,
+                                             shift_targets(partner_shift, config.shift_sigma).to(dev), mask)
+            if config.rest_pair_weight > 0:
+                loss = loss + config.rest_pair_weight * rest_pair_loss(model, paired, negatives, audio_all)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                target = torch.arange(config.batch_size, device=dev)
+                acc = (logits[:config.batch_size].argmax(1) == target).float().mean().item()
+                temperature = 1.0 / model.log_inv_temperature.exp().item()
+                run.log(done, {"losses/info_nce": loss.item(), "train/batch_r_at_1": acc, "train/temperature": temperature})
+                bar.set_postfix(loss=f"{loss.item():.3f}", r1=f"{acc:.2f}", temp=f"{temperature:.3f}")
+            if done % config.checkpoint_every == 0 or done == end:
+                run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": opt.state_dict()}, extra)
+        bar.close()
+        result = run.finish(end, config.steps, {"model": model.state_dict()}, extra)
+        if "stopped_at" in result:
+            return result
+        return {**result, "seconds": time.perf_counter() - t0, "windows": len(windows)}

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from racer_env.corpus.store import Clip, Corpus
+from racer_env.errors import RacerError
 from racer_env.vqvae.model import VQVAE
 from racer_env.vqvae.tokenize import decode_normalised, encode_clip
 
@@ -52,7 +53,7 @@ def build_windows(corpus: Corpus, vqvae: VQVAE, clip_ids: list[str], window_code
             clip_idx.append(i)
             starts.append(s)
     if not code_windows:
-        raise ValueError(f"no clip among {len(clip_ids)} is {window_codes} code steps long")
+        raise RacerError(f"no clip among {len(clip_ids)} is {window_codes} code steps long")
     device = next(vqvae.parameters()).device
     motion = decode_windows(vqvae, torch.stack(code_windows).to(device)).cpu()
     return WindowSet(motion, torch.stack(audio), np.array(clip_idx), np.array(starts))

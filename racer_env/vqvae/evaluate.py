@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from racer_env.corpus.store import Clip, Corpus
+from racer_env.errors import RacerError
 from racer_env.metrics import rules
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
@@ -136,7 +137,7 @@ def evaluate_codebook(workspace: str | Workspace, split: str = "test", device: s
                 events.append(clip_events)
             per_clip[clip_id] = _clip_row(float(err.mean()), clip_events)
     if not errors:
-        raise ValueError(f"split {split!r} of {corpus.directory} has no clips to evaluate")
+        raise RacerError(f"split {split!r} of {corpus.directory} has no clips to evaluate")
     perplexity, used = code_statistics(counts)
     return {
         "maje_mm": float(np.concatenate(errors).mean()),

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from racer_env.distributed import gather_rows
+from racer_env.errors import RacerError
 
 FRAMES_PER_CODE = 8  # three stride-2 stages
 DILATIONS = (1, 3, 9)  # RB(p, d) with p = d keeps the length
@@ -57,7 +58,7 @@ PRESETS: dict[str, dict] = {
 
 def preset_config(name: str, n_joints: int, **overrides) -> VQVAEConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown VQ-VAE preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise RacerError(f"unknown VQ-VAE preset {name!r}; choose one of {sorted(PRESETS)}")
     return VQVAEConfig(n_joints=n_joints, **{**PRESETS[name], **overrides})
 
 

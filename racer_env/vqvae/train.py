@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus, CorpusError
 from racer_env.distributed import setup, sum_over_ranks
+from racer_env.errors import RacerError
 from racer_env.training import (
     StageRun,
     config_for,
@@ -64,17 +65,17 @@ class VQVAETrainConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown VQ-VAE preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+            raise RacerError(f"unknown VQ-VAE preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         if self.crop_frames % 8 or self.crop_frames < 8:
-            raise ValueError(f"crop_frames must be a positive multiple of 8, got {self.crop_frames}")
+            raise RacerError(f"crop_frames must be a positive multiple of 8, got {self.crop_frames}")
         if self.loss_norm not in LOSS_NORMS:
-            raise ValueError(f"loss_norm must be one of {sorted(LOSS_NORMS)}, got {self.loss_norm!r}")
+            raise RacerError(f"loss_norm must be one of {sorted(LOSS_NORMS)}, got {self.loss_norm!r}")
         for name in ("position_weight", "derivative_weight", "smooth_sigma", "peak_weight"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise RacerError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise RacerError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 #: training steps over which codebook perplexity and usage are reported in the log.
@@ -213,56 +214,57 @@ def train_vqvae(
     ctx, dev = setup(device)
     run = StageRun(ws.root / "vqvae", "vqvae", {"train": weight_settings(config), "arch": arch.to_dict(),
                                                 "corpus": corpus.checksum}, ctx.world_size, ctx.is_main)
-    if run.is_current() and not force and not resume:
-        return {"skipped": True, "model": str(run.model_path)}
-    torch.manual_seed(config.seed)
-    model = VQVAE(arch).to(dev)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, config))
-    window = torch.zeros(USAGE_WINDOW, arch.codebook_size)  # code histograms of the last steps
-    start, state = run.start(resume)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        window = state["usage_window"]
-    clips = load_training_motion(corpus, config.crop_frames)
-    kinematics = Kinematics(corpus.skeleton, corpus.stats).to(dev) if config.position_weight > 0 else None
-    net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
-    ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
-    extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus), "seed": config.seed}
-    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train vqvae",
-               disable=not progress or not ctx.is_main)
-    t0 = time.perf_counter()
-    model.train()
-    for step in bar:
-        x = sample_batch(clips, step_rng(config.seed, step), config.batch_size, config.crop_frames)
-        x = ctx.shard(x, config.batch_size).to(dev)  # this rank's share of the global batch
-        loss, parts, codes = vqvae_loss(net, x, config.commitment, step_torch_generator(config.seed, step),
-                                        kinematics, config.position_weight, config.derivative_weight,
-                                        config.loss_norm, config.peak_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        window[step % USAGE_WINDOW] = sum_over_ranks(torch.bincount(codes.flatten(), minlength=arch.codebook_size)).cpu()
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            ppl, used = code_statistics(window.sum(0))
-            losses = ctx.mean_dict({"losses/total": loss.item(), **{f"losses/{k}": v.item() for k, v in parts.items()}})
-            metrics = {**losses, "codebook/perplexity": ppl, "codebook/used_frac": used, "lr": sched.get_last_lr()[0]}
-            run.log(done, metrics)
-            bar.set_postfix(loss=f"{losses['losses/total']:.3f}", rec=f"{losses['losses/rec']:.3f}", ppl=f"{ppl:.0f}",
-                            used=f"{used:.2f}")
-        if done % config.checkpoint_every == 0 or done == end:
-            run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                       "scheduler": sched.state_dict(), "usage_window": window}, extra)
-    bar.close()
-    result = run.finish(end, config.steps, {"model": model.state_dict()}, extra)
-    if "stopped_at" in result:
-        return result
-    return {**result, "seconds": time.perf_counter() - t0, "steps": config.steps - start}
+    with run.locked():
+        if run.is_current() and not force and not resume:
+            return {"skipped": True, "model": str(run.model_path)}
+        torch.manual_seed(config.seed)
+        model = VQVAE(arch).to(dev)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=(0.9, 0.999))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, config))
+        window = torch.zeros(USAGE_WINDOW, arch.codebook_size)  # code histograms of the last steps
+        clips = load_training_motion(corpus, config.crop_frames)  # (read, and checked, before the run starts)
+        start, state = run.start(resume)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            window = state["usage_window"]
+        kinematics = Kinematics(corpus.skeleton, corpus.stats).to(dev) if config.position_weight > 0 else None
+        net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
+        ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
+        extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus), "seed": config.seed}
+        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+        bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train vqvae",
+                   disable=not progress or not ctx.is_main)
+        t0 = time.perf_counter()
+        model.train()
+        for step in bar:
+            x = sample_batch(clips, step_rng(config.seed, step), config.batch_size, config.crop_frames)
+            x = ctx.shard(x, config.batch_size).to(dev)  # this rank's share of the global batch
+            loss, parts, codes = vqvae_loss(net, x, config.commitment, step_torch_generator(config.seed, step),
+                                            kinematics, config.position_weight, config.derivative_weight,
+                                            config.loss_norm, config.peak_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            window[step % USAGE_WINDOW] = sum_over_ranks(torch.bincount(codes.flatten(), minlength=arch.codebook_size)).cpu()
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                ppl, used = code_statistics(window.sum(0))
+                losses = ctx.mean_dict({"losses/total": loss.item(), **{f"losses/{k}": v.item() for k, v in parts.items()}})
+                metrics = {**losses, "codebook/perplexity": ppl, "codebook/used_frac": used, "lr": sched.get_last_lr()[0]}
+                run.log(done, metrics)
+                bar.set_postfix(loss=f"{losses['losses/total']:.3f}", rec=f"{losses['losses/rec']:.3f}", ppl=f"{ppl:.0f}",
+                                used=f"{used:.2f}")
+            if done % config.checkpoint_every == 0 or done == end:
+                run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                           "scheduler": sched.state_dict(), "usage_window": window}, extra)
+        bar.close()
+        result = run.finish(end, config.steps, {"model": model.state_dict()}, extra)
+        if "stopped_at" in result:
+            return result
+        return {**result, "seconds": time.perf_counter() - t0, "steps": config.steps - start}
 
 
 def _cosine(step: int, cfg: VQVAETrainConfig) -> float:

@@ -37,6 +37,7 @@ import numpy as np
 
 from racer_env.corpus.synth.gestures import GestureStyle, synthesize_gestures
 from racer_env.corpus.synth.speech import SAMPLE_RATE, VoiceStyle, synthesize_speech
+from racer_env.errors import RacerError
 from racer_env.motion.bvh import Bvh, write_bvh
 from racer_env.motion.skeleton import Skeleton
 
@@ -182,7 +183,7 @@ def synthesize_clip(
     records them under ``variant``.
     """
     if gesture_draw < 0:
-        raise ValueError(f"gesture_draw must be >= 0 (0 = the corpus draw), got {gesture_draw}")
+        raise RacerError(f"gesture_draw must be >= 0 (0 = the corpus draw), got {gesture_draw}")
     style = style or speaker_style(seed, speaker)
     voice_rng = np.random.default_rng([seed, speaker, clip, 0])
     body_rng = np.random.default_rng([seed, speaker, clip, 1])
@@ -229,7 +230,7 @@ class SynthClipInfo:
 def clip_durations(total_s: float, clip_seconds: float) -> list[float]:
     """Split ``total_s`` into clips of ``clip_seconds``; a last shorter clip only if it is >= 4 s."""
     if clip_seconds < MIN_CLIP_S:
-        raise ValueError(f"clip_seconds must be at least {MIN_CLIP_S} s, got {clip_seconds}")
+        raise RacerError(f"clip_seconds must be at least {MIN_CLIP_S} s, got {clip_seconds}")
     n_full = int(total_s // clip_seconds + 1e-9)
     out = [float(clip_seconds)] * n_full
     rest = total_s - n_full * clip_seconds
@@ -289,9 +290,9 @@ def synthesize_sources(
     from tqdm import tqdm
 
     if minutes <= 0 or speakers < 1:
-        raise ValueError(f"need minutes > 0 and speakers >= 1, got {minutes} and {speakers}")
+        raise RacerError(f"need minutes > 0 and speakers >= 1, got {minutes} and {speakers}")
     if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+        raise RacerError(f"seed must be non-negative, got {seed}")
     out_dir = Path(out_dir)
     per_speaker = minutes * 60.0 / speakers
     durations = clip_durations(per_speaker, clip_seconds)

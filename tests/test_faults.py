@@ -1,0 +1,381 @@
+"""Faults a careless or hostile user meets: concurrent runs, Ctrl-C and kill -9, bad destinations, bad files.
+
+Every case ends in exit status 2 (a user's mistake) or 130 (Ctrl-C), one line on stderr naming the culprit and no
+traceback, and leaves no partial or lost output. Interruptions are delivered to real ``racer`` subprocesses at
+points the test controls: either a file the run writes appears, or the run waits at a named point before it
+publishes its output (``RACER_PAUSE_AT``, see :func:`racer_env.workspace.pause_point`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from racer_env.cli import main
+from racer_env.workspace import WorkspaceBusy, remove_stale_temporaries, stage_lock
+from tests.conftest import JFK_WAV, copy_workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def racer(*args: str, pause_at: str | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    """``racer ARGS`` as a subprocess of this interpreter (stdout and stderr captured as text)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("RACER_PAUSE_AT", None)
+    if pause_at:
+        env["RACER_PAUSE_AT"] = pause_at
+    return subprocess.Popen([sys.executable, "-m", "racer_env", *map(str, args)], env=env, cwd=cwd or ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def wait_until(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Poll ``condition`` until it holds; fail with the run's output if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the run ended (rc {proc.returncode}) before the awaited point:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the awaited point never came")
+        time.sleep(0.02)
+
+
+def wait_paused(proc: subprocess.Popen, point: str, timeout: float = 240) -> None:
+    """Read stderr until the run says it waits at ``point``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if f"paused at {point}" in line:
+            return
+        if not line and proc.poll() is not None:
+            pytest.fail(f"the run ended (rc {proc.returncode}) before {point}:\n{proc.stdout.read()}")
+    proc.kill()
+    pytest.fail(f"the run never reached {point}")
+
+
+def one_line(err: str) -> str:
+    """The single stderr line of a refused or interrupted run (no traceback, no library noise)."""
+    lines = [ln for ln in err.splitlines() if ln.strip() and "paused at" not in ln]
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def temporaries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".tmp" in p.name or ".old-" in p.name) \
+        if directory.is_dir() else []
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (the owner of a killed run's leftovers)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def make_wav(path: Path, seconds: float, value: float | None = None, subtype: str = "FLOAT") -> Path:
+    rng = np.random.default_rng(0)
+    y = (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
+    if value is not None:
+        y[len(y) // 2] = value
+    sf.write(path, y, 16000, subtype=subtype)
+    return path
+
+
+# -- concurrency ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["train", "vqvae"], ["dataset", "build"]])
+def test_a_second_run_of_a_stage_is_refused_naming_the_holder(trained_workspace, tmp_path, command):
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    before = sorted(p.name for p in ws.rglob("*"))
+    stage = "vqvae" if command[0] == "train" else "dataset"
+    script = ("import sys, time\nfrom racer_env.workspace import stage_lock\n"
+              f"with stage_lock(sys.argv[1], {stage!r}):\n    print('held', flush=True)\n    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(ws)],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, _, err = finish(racer(*command, ws, "--preset", "tiny", "--quiet") if command[0] == "train"
+                            else racer(*command, ws, "--quiet"))
+        line = one_line(err)
+        assert rc == 2 and f"pid {holder.pid}" in line and "another racer process is running" in line, err
+        assert sorted(p.name for p in ws.rglob("*") if ".racer-" not in p.name) == before  # nothing touched
+        with pytest.raises(WorkspaceBusy, match=f"pid {holder.pid}"), stage_lock(ws, stage):
+            pass
+    finally:
+        holder.kill()  # kill -9: the lock dies with its process
+        holder.wait()
+    with stage_lock(ws, stage):
+        pass
+
+
+def test_two_real_trainings_on_one_workspace_then_ctrl_c(tiny_workspace, tmp_path):
+    ws = copy_workspace(tiny_workspace, tmp_path / "W")
+    args = ["train", "vqvae", ws, "--preset", "tiny", "--steps", "100000", "--checkpoint-every", "2", "--quiet"]
+    first = racer(*args)
+    wait_until(lambda: (ws / "vqvae" / "checkpoint.pt").is_file(), first)
+    rc, _, err = finish(racer(*args))
+    assert rc == 2 and f"pid {first.pid}" in one_line(err) and "python -m racer_env train vqvae" in err
+    first.send_signal(signal.SIGINT)
+    rc, _, err = finish(first)
+    line = one_line(err)
+    assert rc == 130 and line.startswith("racer: interrupted;") and "--resume` continues" in line, err
+    assert temporaries(ws / "vqvae") == [] and not (ws / "vqvae" / "model.pt").exists()
+    assert not list(ws.glob(".racer-*.lock"))  # the lock is released with the run
+
+
+def test_the_next_run_removes_the_temporaries_of_killed_runs(trained_workspace, tmp_path):
+    from racer_env.vqvae.train import train_config_for, train_vqvae
+
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    pid = dead_pid()
+    stale = [ws / "vqvae" / f".checkpoint.pt.tmp{pid}", ws / "vqvae" / f".model.pt.tmp{pid}-x"]
+    live = ws / "vqvae" / f".model.pt.tmp{os.getpid()}"  # a live process's temporary is kept
+    for p in [*stale, live]:
+        p.write_bytes(b"partial")
+    (ws / f".corpus.tmp{pid}-abc").mkdir()
+    assert train_vqvae(ws, train_config_for("tiny"), progress=False)["skipped"]  # removed even when skipped
+    assert not any(p.exists() for p in stale) and live.exists()
+    assert [p.name for p in remove_stale_temporaries(ws)] == [f".corpus.tmp{pid}-abc"]
+
+
+# -- symbolic links in an import source ----------------------------------------------------------------------
+def test_a_link_back_into_the_import_source_is_refused(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_wav(src / "a.wav", 1.0, subtype="PCM_16")
+    (src / "a.bvh").write_text("HIERARCHY\n")
+    (src / "loop").symlink_to(".", target_is_directory=True)
+    assert main(["corpus", "import", str(src), str(tmp_path / "W"), "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"{src / 'loop'}: a link to {src}" in line and "imported twice" not in line
+    assert not (tmp_path / "W").exists()
+
+
+# -- bad audio, motion and destinations: one line, exit 2, nothing written -----------------------------------
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e6])
+def test_non_finite_or_absurd_wavs_are_refused_by_import_and_generate(agent_workspace, tmp_path, capsys, value):
+    src = tmp_path / "src"
+    src.mkdir()
+    wav = make_wav(src / "a.wav", 4.4, value)
+    (src / "a.bvh").write_text((ROOT / "tests" / "data" / "cmu_12_01_walk.bvh").read_text())
+    assert main(["corpus", "import", str(src), str(tmp_path / "W"), "--quiet", "--workers", "1"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(wav) in line and ("NaN" in line or "peak" in line), line
+    out = tmp_path / "out"
+    assert main(["generate", str(agent_workspace), "--audio", str(wav), "--out", str(out), "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(wav) in line and ("NaN" in line or "peak" in line)
+    assert not (tmp_path / "W").exists() and not out.exists()
+
+
+def test_bad_audio_paths_name_the_file(agent_workspace, tmp_path, capsys):
+    garbage = tmp_path / "x.mp3"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4000))
+    short = make_wav(tmp_path / "short.wav", 0.1)
+    cases = {tmp_path: "is a directory", Path("/dev/null"): "not a regular file", garbage: "cannot decode audio",
+             short: "shorter than one code step", tmp_path / "absent.wav": "no such audio file"}
+    for audio, message in cases.items():
+        assert main(["generate", str(agent_workspace), "--audio", str(audio), "--out", str(tmp_path / "o"),
+                     "--quiet"]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert str(audio) in line and message in line and "pipe" not in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_absurd_bvh_values_are_refused(tmp_path):
+    from racer_env.motion.bvh import BvhError, read_bvh
+
+    text = (ROOT / "tests" / "data" / "cmu_12_01_walk.bvh").read_text()
+    head, motion = text.split("Frame Time:", 1)
+    rows = motion.splitlines()
+    rows[3] = " ".join(["1e300"] + rows[3].split()[1:])
+    (tmp_path / "huge.bvh").write_text(head + "Frame Time:" + "\n".join(rows))
+    with pytest.raises(BvhError, match="huge.bvh.*1e\\+300"):
+        read_bvh(tmp_path / "huge.bvh")
+
+
+def test_destinations_that_cannot_be_written(agent_workspace, tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    src = tmp_path / "src"
+    src.mkdir()
+    make_wav(src / "a.wav", 1.0, subtype="PCM_16")
+    (src / "a.bvh").write_text((ROOT / "tests" / "data" / "cmu_12_01_walk.bvh").read_text())
+    commands = {
+        "is a file": [["corpus", "import", str(src), str(afile)], ["demo", str(afile), "--preset", "tiny"],
+                      ["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--out", str(afile)]],
+        "lies under the file": [["corpus", "import", str(src), str(afile / "W")], ["demo", str(afile / "W")],
+                                ["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--out",
+                                 str(afile / "out")]],
+    }
+    for message, cases in commands.items():
+        for argv in cases:
+            assert main(argv) == 2, argv
+            line = one_line(capsys.readouterr().err)
+            assert str(afile) in line and message in line, line
+    ws = copy_workspace(agent_workspace, tmp_path / "W")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(afile))
+    assert main(["dataset", "build", str(ws), "--quiet"]) == 2
+    assert f"{afile}: is a file; expected a directory for the dataset directory" in capsys.readouterr().err
+    assert afile.read_text() == "x"
+
+
+def test_a_read_only_destination_is_one_line(tmp_path, capsys, monkeypatch):
+    """As an ordinary user the directory check refuses it; as root (who may write anywhere) the OS error of a write
+    that fails anyway becomes the same one line, which the forced PermissionError stands in for."""
+    src = tmp_path / "src"
+    src.mkdir()
+    make_wav(src / "a.wav", 1.0, subtype="PCM_16")
+    (src / "a.bvh").write_text((ROOT / "tests" / "data" / "cmu_12_01_walk.bvh").read_text())
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.geteuid() != 0:
+            assert main(["corpus", "import", str(src), str(locked / "W"), "--quiet"]) == 2
+            assert "not writable" in one_line(capsys.readouterr().err)
+
+        def refuse(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr("racer_env.corpus.importer.check_output_directory", lambda path, what="": Path(path))
+        monkeypatch.setattr("racer_env.cli.check_output_directory", lambda path, what="": Path(path))
+        monkeypatch.setattr(Path, "mkdir", refuse)
+        assert main(["corpus", "import", str(src), str(locked / "W"), "--quiet", "--workers", "1"]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert line.startswith(f"racer: error: {locked / 'W'}") and "Permission denied" in line, line
+    finally:
+        locked.chmod(0o700)
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize("device", ["nonsense", "meta", "cuda:x"])
+def test_bad_devices_are_refused_before_any_work(tmp_path, capsys, device):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "vqvae", str(tmp_path / "W"), "--device", device])
+    line = one_line(capsys.readouterr().err)
+    assert exit_.value.code == 2 and "argument --device" in line and "expected auto, cpu, cuda" in line
+    assert not (tmp_path / "W").exists()
+
+
+# -- refused runs leave nothing behind -----------------------------------------------------------------------
+def test_refused_runs_leave_no_empty_directories(agent_workspace, trained_workspace, tmp_path, capsys,
+                                                 monkeypatch):
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    for clip in sorted((ws / "corpus" / "clips").rglob("*.npz"))[:1]:
+        clip.write_bytes(clip.read_bytes()[:-10] + b"0123456789")  # an altered clip file
+    import shutil
+
+    shutil.rmtree(ws / "vqvae")
+    assert main(["train", "vqvae", str(ws), "--preset", "tiny", "--quiet"]) == 2
+    assert "checksum" in one_line(capsys.readouterr().err) and not (ws / "vqvae").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "vqvae", str(ws), "--seed", "-1"])
+    assert "argument --seed: expected an integer >= 0, got -1" in one_line(capsys.readouterr().err)
+    monkeypatch.delenv("MINARI_DATASETS_PATH")  # the datasets would live in W/datasets
+    ws2 = copy_workspace(trained_workspace, tmp_path / "W2")
+    assert main(["train", "agent", str(ws2), "--preset", "tiny", "--resume", "--quiet"]) == 2
+    assert "no datasets here" in one_line(capsys.readouterr().err) and not (ws2 / "datasets").exists()
+    assert main(["evaluate", str(tmp_path / "absent" / "W"), "--quiet"]) == 2
+    assert "no corpus" in one_line(capsys.readouterr().err) and not (tmp_path / "absent").exists()
+    out = tmp_path / "out"
+    for formats, message in (("nonsense", "unknown output format"), (",", "no output format")):
+        start = time.perf_counter()
+        assert main(["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--out", str(out),
+                     "--formats", formats]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert f"--formats {formats}" in line and message in line and not out.exists()
+        assert time.perf_counter() - start < 5  # refused before the rollout
+
+
+# -- interruption: Ctrl-C and kill -9 at the moment a stage publishes its output -----------------------------
+def test_ctrl_c_in_import_and_dataset_build_leaves_nothing(trained_workspace, tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_wav(src / "a.wav", 4.4, subtype="PCM_16")  # as long as the take
+    (src / "a.bvh").write_text((ROOT / "tests" / "data" / "cmu_12_01_walk.bvh").read_text())
+    new = tmp_path / "new"
+    run = racer("corpus", "import", src, new, "--unit-mm", "56.4", "--quiet", "--workers", "1",
+                pause_at="corpus-publish")
+    wait_paused(run, "corpus-publish")
+    assert temporaries(new)  # the corpus is written under a temporary name ...
+    run.send_signal(signal.SIGINT)
+    rc, _, err = finish(run)
+    line = one_line(err)
+    assert rc == 130 and "interrupted; nothing partial was kept" in line and "corpus import" in line, err
+    assert not new.exists()  # ... and nothing is left: not even the workspace this run created
+
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    root = tmp_path / "datasets"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))  # (inherited by the runs)
+    run = racer("dataset", "build", ws, "--quiet", pause_at="dataset-publish")
+    wait_paused(run, "dataset-publish")
+    assert temporaries(root)  # the dataset is built in a hidden staging root
+    run.send_signal(signal.SIGINT)
+    rc, _, err = finish(run)
+    assert rc == 130 and one_line(err).startswith("racer: interrupted;"), err
+    assert not root.exists() or list(root.rglob("*")) == []
+
+    run = racer("dataset", "build", ws, "--quiet", pause_at="dataset-publish")
+    wait_paused(run, "dataset-publish")
+    run.kill()  # kill -9: the staging root stays until the next build
+    run.wait()
+    assert temporaries(root)
+    rc, out, err = finish(racer("dataset", "build", ws, "--quiet"))
+    assert rc == 0 and "episodes" in out, err
+    assert temporaries(root) == [] and (root / "racer").is_dir()
+
+
+def test_ctrl_c_and_kill_9_in_generate(agent_workspace, tmp_path):
+    out = tmp_path / "out"
+    args = ["generate", agent_workspace, "--audio", JFK_WAV, "--agent", "bc", "--out", out, "--quiet"]
+    run = racer(*args, pause_at="generate-publish")
+    wait_paused(run, "generate-publish")
+    assert len(temporaries(out)) == 3  # npz, bvh and mp4 written, none of them under its name yet
+    run.send_signal(signal.SIGINT)
+    rc, _, err = finish(run)
+    assert rc == 130 and one_line(err).startswith("racer: interrupted; nothing partial was kept"), err
+    assert not out.exists()
+
+    run = racer(*args, pause_at="generate-publish")
+    wait_paused(run, "generate-publish")
+    run.kill()
+    run.wait()
+    assert len(temporaries(out)) == 3 and not list(out.glob("jfk*"))  # no npz + bvh without the mp4
+    rc, _, err = finish(racer(*args))
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [f"{JFK_WAV.stem}.{ext}" for ext in ("bvh", "mp4", "npz")]
+
+
+# -- messages --------------------------------------------------------------------------------------------------
+def test_messages_name_the_option_and_what_was_expected(agent_workspace, trained_workspace, tmp_path, capsys):
+    assert main(["train", "agent", str(agent_workspace), "--algo", "nonsense", "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert all(a in line for a in ("racer-cql", "bc", "d3rlpy:<Name>", "dqn", "actor-critic"))
+    assert main(["train", "agent", str(agent_workspace), "--dataset", "racer/none/augmented-v0", "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "--dataset racer/none/augmented-v0: no such dataset" in line and "download" not in line
+    assert main(["evaluate", "codebook", str(trained_workspace), "--quiet", "--json"]) == 0
+    capsys.readouterr()
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    from racer_env.vqvae.train import train_config_for, train_vqvae
+
+    train_vqvae(ws, train_config_for("tiny"), force=True, stop_after=3, progress=False)
+    assert main(["train", "vqvae", str(ws), "--preset", "tiny", "--lr", "0.5", "--resume", "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "train.lr" in line and "-> 0.5" in line, line
