@@ -27,14 +27,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+_RUNS: list[subprocess.Popen] = []  # every subprocess a test starts; killed after the test whatever happened
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    yield
+    while _RUNS:
+        proc = _RUNS.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def racer(*args: str, pause_at: str | None = None, cwd: Path | None = None) -> subprocess.Popen:
     """``racer ARGS`` as a subprocess of this interpreter (stdout and stderr captured as text)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("RACER_PAUSE_AT", None)
     if pause_at:
         env["RACER_PAUSE_AT"] = pause_at
-    return subprocess.Popen([sys.executable, "-m", "racer_env", *map(str, args)], env=env, cwd=cwd or ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "racer_env", *map(str, args)], env=env, cwd=cwd or ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _RUNS.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
@@ -107,6 +122,7 @@ def test_a_second_run_of_a_stage_is_refused_naming_the_holder(trained_workspace,
               f"with stage_lock(sys.argv[1], {stage!r}):\n    print('held', flush=True)\n    time.sleep(600)\n")
     holder = subprocess.Popen([sys.executable, "-c", script, str(ws)],
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    _RUNS.append(holder)
     try:
         assert holder.stdout.readline().strip() == "held"
         rc, _, err = finish(racer(*command, ws, "--preset", "tiny", "--quiet") if command[0] == "train"
