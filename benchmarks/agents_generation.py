@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from racer_agents.agent import GPTAgent, load_agent
+from racer_agents.cli import main as racer
 from racer_agents.generate import decode_long, generate, rollout_codes, speech_clip
 from racer_agents.gpt import GPT_PRESETS, GestureGPT, GPTConfig, audio_token_dim
 from racer_agents.train import agent_config_for, train_agent
 from racer_env.audio.features import load_audio
-from racer_env.cli import main as racer
 from racer_env.corpus.store import Corpus
 from racer_env.envs.episode_data import ObservationConfig
 from racer_env.vqvae.model import VQVAE

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from racer_env.cli import main as racer
+from racer_agents.cli import main as racer
 from racer_env.vqvae.model import VQVAE
 from racer_env.vqvae.train import VQVAETrainConfig, vqvae_loss
 

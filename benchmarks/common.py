@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from racer_env.cli import main as racer
+from racer_agents.cli import main as racer
 from racer_env.workspace import write_json_atomic
 
 

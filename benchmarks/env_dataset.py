@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from racer_env.cli import main as racer
+from racer_agents.cli import main as racer
 from racer_env.dataset.builder import build_dataset
 from racer_env.dataset.episodes import AugmentConfig
 from racer_env.envs.gesture import GestureSynthesisEnv

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from racer_agents.cli import main as racer
 from racer_agents.evaluate import METRICS, evaluate
 from racer_agents.train import agent_config_for, train_agent
-from racer_env.cli import main as racer
 
 AGENTS = ("bc", "racer-cql", "d3rlpy:DiscreteCQL", "d3rlpy:DiscreteBC")
 

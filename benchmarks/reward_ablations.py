@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from racer_env.cli import main as racer
+from racer_agents.cli import main as racer
 
 SYSTEMS = ("real", "random", "no_arms", "no_nods", "other_draw", "shift_-2", "shift_-1", "shift_+0", "shift_+1",
            "shift_+2")

@@ -1,7 +1,6 @@
-"""racer_agents: agents that act in the RACER gesture MDP (GPT backbone, discrete CQL, baselines, d3rlpy bridge).
-
-The agents arrive with the environment and dataset stages; this package is installed alongside
-``racer_env`` so that its import path is stable from the first release.
+"""racer_agents: agents that act in the RACER gesture MDP (GPT backbone, discrete CQL, baselines, d3rlpy bridge),
+their training, evaluation and generation, ``racer demo``, and the ``racer`` command line (:mod:`racer_agents.cli`),
+which sits above both packages.
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,8 @@
-"""racer_env: everything that defines the RACER gesture MDP.
+"""racer_env: everything that defines the RACER gesture MDP, and nothing of the agents that act in it.
 
-Motion and audio representations, corpora (wav + bvh import and the built-in synthetic speaker), and,
-in later stages, the VQ-VAE codebook, the contrastive reward model and the Gymnasium environments.
+Motion and audio representations, corpora (wav + bvh import and the built-in synthetic speaker), the VQ-VAE
+codebook, the contrastive reward model, the Gymnasium environments (registered on import), the Minari dataset
+builder, the metrics and the file writers. It imports nothing from ``racer_agents`` (tests/test_layering.py).
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Training on several processes or machines with torch.distributed, as launched by ``torchrun``.
 
 The trainers (VQ-VAE, reward model, racer-cql, bc) call :func:`setup` and run unchanged under
-``torchrun --nproc_per_node N -m racer_env.cli train ...``: with ``WORLD_SIZE`` > 1 in the environment they join the
+``torchrun --nproc_per_node N -m racer_agents.cli train ...``: with ``WORLD_SIZE`` > 1 in the environment they join the
 process group (NCCL on GPUs, gloo on CPU) and wrap their model in DistributedDataParallel.
 
 How the data is split. Every step draws its global batch from ``(seed, step)`` exactly as a single process does,

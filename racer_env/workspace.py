@@ -261,7 +261,7 @@ def _remove_if_empty(created: list[Path]) -> None:
 
 
 def _command_line() -> str:
-    """This process's command as a user typed it: ``racer train vqvae W``, ``python -m racer_env ...``."""
+    """This process's command as a user typed it: ``racer train vqvae W``, ``python -m racer_agents ...``."""
     if not sys.argv or not sys.argv[0]:
         return "python"
     program = Path(sys.argv[0])

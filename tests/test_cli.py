@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from racer_env.cli import main
+from racer_agents.cli import main
 from racer_env.corpus import Corpus
 from tests.conftest import CMU_UNIT_MM
 from tests.test_corpus_import import make_src, speech  # noqa: F401  (fixture)

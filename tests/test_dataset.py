@@ -9,7 +9,7 @@ import minari
 import numpy as np
 import pytest
 
-from racer_env.cli import main
+from racer_agents.cli import main
 from racer_env.dataset import builder
 from racer_env.dataset.builder import DatasetError, build_dataset
 from racer_env.dataset.episodes import SOURCES, AugmentConfig

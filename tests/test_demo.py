@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from racer_agents.cli import main as racer
 from racer_agents.demo import DemoConfig, demo_config, run_demo
-from racer_env.cli import main as racer
 
 
 @pytest.fixture(scope="module")

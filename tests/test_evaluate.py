@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from racer_agents.cli import main
 from racer_agents.evaluate import METRICS, REFERENCE_SYSTEMS, RULE_METRICS, evaluate
-from racer_env.cli import main
 from racer_env.metrics.fgd import EXTRACTOR_SHA256, load_extractor
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from racer_env.cli import main
+from racer_agents.cli import main
 from racer_env.corpus.synth import synthesize_clip, write_clip
 from racer_env.corpus.synth.speaker import SAMPLE_RATE
 from racer_env.evaluate_files import evaluate_files

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from racer_env.cli import main
+from racer_agents.cli import main
 from racer_env.workspace import WorkspaceBusy, remove_stale_temporaries, stage_lock
 from tests.conftest import JFK_WAV, copy_workspace
 
@@ -46,7 +46,7 @@ def racer(*args: str, pause_at: str | None = None, cwd: Path | None = None) -> s
     env.pop("RACER_PAUSE_AT", None)
     if pause_at:
         env["RACER_PAUSE_AT"] = pause_at
-    proc = subprocess.Popen([sys.executable, "-m", "racer_env", *map(str, args)], env=env, cwd=cwd or ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "racer_agents", *map(str, args)], env=env, cwd=cwd or ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _RUNS.append(proc)
     return proc
@@ -145,7 +145,7 @@ def test_two_real_trainings_on_one_workspace_then_ctrl_c(tiny_workspace, tmp_pat
     first = racer(*args)
     wait_until(lambda: (ws / "vqvae" / "checkpoint.pt").is_file(), first)
     rc, _, err = finish(racer(*args))
-    assert rc == 2 and f"pid {first.pid}" in one_line(err) and "python -m racer_env train vqvae" in err
+    assert rc == 2 and f"pid {first.pid}" in one_line(err) and "python -m racer_agents train vqvae" in err
     first.send_signal(signal.SIGINT)
     rc, _, err = finish(first)
     line = one_line(err)
@@ -270,7 +270,7 @@ def test_a_read_only_destination_is_one_line(tmp_path, capsys, monkeypatch):
             raise PermissionError(13, "Permission denied", str(self))
 
         monkeypatch.setattr("racer_env.corpus.importer.check_output_directory", lambda path, what="": Path(path))
-        monkeypatch.setattr("racer_env.cli.check_output_directory", lambda path, what="": Path(path))
+        monkeypatch.setattr("racer_agents.cli.check_output_directory", lambda path, what="": Path(path))
         monkeypatch.setattr(Path, "mkdir", refuse)
         assert main(["corpus", "import", str(src), str(locked / "W"), "--quiet", "--workers", "1"]) == 2
         line = one_line(capsys.readouterr().err)

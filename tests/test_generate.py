@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from racer_agents.cli import main
 from racer_agents.generate import generate, rest_code
 from racer_env.audio.features import AudioError, load_audio
-from racer_env.cli import main
 from racer_env.corpus import Corpus
 from racer_env.motion.bvh import read_bvh
 from racer_env.vqvae.tokenize import load_vqvae

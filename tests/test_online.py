@@ -11,9 +11,9 @@ import torch
 
 import racer_env  # noqa: F401  (registers the environments)
 from racer_agents.agent import load_agent
+from racer_agents.cli import main as racer
 from racer_agents.gpt import GestureGPT, GPTConfig
 from racer_agents.online import ActorCriticGPT, gae, online_config_for, train_online
-from racer_env.cli import main as racer
 from tests.conftest import copy_workspace
 
 

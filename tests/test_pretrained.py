@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
+from racer_agents.cli import main as racer
 from racer_agents.pretrained import FILES, MANIFEST, PRETRAINED_DIR, pretrained_info, pretrained_workspace
 from racer_env.checkpoint import CheckpointError
-from racer_env.cli import main as racer
 from tests.conftest import JFK_WAV
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from racer_env.cli import main as racer
+from racer_agents.cli import main as racer
 from tests.conftest import JFK_WAV
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from racer_agents.cli import main
 from racer_env.checkpoint import CheckpointError, load_checkpoint
-from racer_env.cli import main
 from racer_env.corpus import Corpus
 from racer_env.reward.evaluate import auc, evaluate_reward, retrieval
 from racer_env.reward.model import RewardConfig, RewardModel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from racer_env.cli import main
+from racer_agents.cli import main
 from racer_env.corpus import Corpus
 from racer_env.corpus.store import CorpusError
 from racer_env.corpus.synth import synthesize_clip

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from racer_agents.cli import main
 from racer_env.checkpoint import CheckpointError, corpus_meta, load_checkpoint, save_checkpoint
-from racer_env.cli import main
 from racer_env.corpus import Corpus
 from racer_env.vqvae.evaluate import evaluate_codebook
 from racer_env.vqvae.tokenize import decode_codes, encode_clip, gaussian_smooth, load_vqvae
