@@ -26,8 +26,6 @@ import torch
 from racer_env.corpus.store import Corpus
 from racer_env.metrics import fgd as fgd_mod
 from racer_env.metrics.fgd_training import corpus_windows
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import forward_kinematics
 from racer_env.vqvae.tokenize import SMOOTH_KERNEL, decode_codes, encode_clip, gaussian_smooth, load_vqvae
 
 SYSTEMS = ("train_real", "real_smoothed", "reconstruction", "random")
@@ -47,7 +45,7 @@ def system_windows(workspace: Path, split: str, seed: int) -> tuple[np.ndarray, 
     corpus = Corpus.load(workspace)
     model, meta, checksum = load_vqvae(workspace, corpus)
     rng = np.random.default_rng(seed)
-    pos = lambda clip, rot: forward_kinematics(clip.skeleton, rotvec_to_matrix(rot))[0]  # (T, J, 3) mm
+    pos = lambda clip, rot: clip.skeleton.positions(rot)  # (T, J, 3) mm
     real, smooth, rec, rand = [], [], [], []
     for clip in corpus.clips(split):
         codes = encode_clip(model, clip, corpus.stats)  # (L,)

@@ -27,6 +27,7 @@ from common import machine, run_racer, write_results
 
 from racer_agents.evaluate import REFERENCE_SYSTEMS, evaluate, markdown_table
 from racer_env.checkpoint import load_checkpoint
+from racer_env.workspace import atomic_path
 
 ALGOS = ("bc", "racer-cql")
 SUMMARY = ("mean_reward", "stroke_f1", "nod_f1", "sync", "fgd", "pmb_pct", "maje_mm")
@@ -119,10 +120,9 @@ def plot_curves(series: dict[str, list[dict]], path: Path) -> None:
     axes[0][0].legend(fontsize=6)
     fig.suptitle("validation clips (greedy rollouts of whole clips): bc blue, racer-cql red", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def markdown(report: dict) -> str:

@@ -27,8 +27,6 @@ from racer_env.corpus.store import Corpus
 from racer_env.evaluate_files import load_take
 from racer_env.metrics.motion import audio_beats, beat_alignment, motion_beats, pmb
 from racer_env.metrics.sync import SMOOTHING_S, energy_from_features, hands_speed, lag_profile, sync_score
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import forward_kinematics
 from racer_env.motion.upper_body import find_roles
 
 TAKE = "067_Speech_2_x_1_0"
@@ -92,7 +90,7 @@ def synthetic_table(workspace: Path, shifts_s: tuple[float, ...] = (5.0, 10.0, 1
     rows: dict[str, list[float]] = {"own": [], **{f"shift_{s:g}": [] for s in shifts_s}, "other_clip": []}
     pmb_rows: dict[str, list[float]] = {"own": [], "shift_5": []}
     for i, clip in enumerate(clips):
-        positions = forward_kinematics(clip.skeleton, rotvec_to_matrix(clip.rotations))[0]  # (T, J, 3) mm
+        positions = clip.skeleton.positions(clip.rotations)  # (T, J, 3) mm
         roles = find_roles(clip.skeleton)
         speed = hands_speed(positions, (roles["left_hand"], roles["right_hand"]), fps)
         energy = energy_from_features(clip.audio, n_mels)

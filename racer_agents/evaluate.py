@@ -40,8 +40,6 @@ from racer_env.metrics import rules
 from racer_env.metrics.motion import audio_beats, l1_diversity, mad, maje
 from racer_env.metrics.speech import speech_metrics
 from racer_env.metrics.sync import SMOOTHING_S
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import forward_kinematics
 from racer_env.motion.upper_body import find_roles
 from racer_env.workspace import (
     Workspace,
@@ -87,7 +85,7 @@ def clip_audio_beats(clip: Clip, corpus: Corpus) -> np.ndarray:
 
 
 def positions(skeleton, rotations: np.ndarray) -> np.ndarray:
-    return forward_kinematics(skeleton, rotvec_to_matrix(rotations))[0]
+    return skeleton.positions(rotations)
 
 
 def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[np.ndarray, float]:

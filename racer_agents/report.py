@@ -11,7 +11,7 @@ from pathlib import Path
 
 from racer_agents.evaluate import markdown_table
 from racer_env.corpus.store import Corpus
-from racer_env.workspace import Workspace, temporary_prefix, write_text_atomic
+from racer_env.workspace import Workspace, atomic_path, write_text_atomic
 
 
 def plot_curves(log: Path, keys: tuple[str, ...], title: str, out: Path) -> Path:
@@ -31,13 +31,11 @@ def plot_curves(log: Path, keys: tuple[str, ...], title: str, out: Path) -> Path
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = out.with_name(f"{temporary_prefix(out)}.png")
     try:
-        fig.savefig(tmp, dpi=90)
-        tmp.replace(out)
+        with atomic_path(out, ".png") as tmp:
+            fig.savefig(tmp, dpi=90)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return out
 
 

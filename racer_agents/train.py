@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, replace
@@ -50,6 +49,7 @@ from racer_env.errors import RacerError
 from racer_env.training import StageRun, config_for, step_rng, weight_settings
 from racer_env.workspace import (
     Workspace,
+    atomic_path,
     remove_stale_temporaries,
     removed_if_left_empty,
     sha256_json,
@@ -418,9 +418,8 @@ def _fit_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPT
         return {"skipped": False, "model": str(directory / "model.d3"), "seconds": seconds,
                 "transitions_per_second": transitions_per_second}
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".model.d3.tmp{os.getpid()}"
-    algo.save(str(tmp))
-    os.replace(tmp, directory / "model.d3")
+    with atomic_path(directory / "model.d3") as tmp:
+        algo.save(str(tmp))
     target_return = float(dataset.storage.metadata["ref_max_score"])
     write_json_atomic(meta_path, {**extra, "kind": "agent-d3rlpy", "identity_sha256": identity,
                                   "target_return": target_return})

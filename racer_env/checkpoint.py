@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from racer_env.errors import RacerError
+from racer_env.workspace import write_bytes_atomic
 
 MAGIC = b"RACERCKPT1\n"
 
@@ -33,16 +34,7 @@ def save_checkpoint(path: str | os.PathLike, meta: dict, state: dict) -> str:
     payload = buf.getvalue()
     digest = hashlib.sha256(payload).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + digest.encode() + b"\n" + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomic(path, MAGIC + digest.encode() + b"\n" + payload)
     return digest
 
 

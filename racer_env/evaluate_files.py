@@ -34,8 +34,7 @@ from racer_env.metrics.motion import (
 )
 from racer_env.metrics.speech import speech_metrics
 from racer_env.metrics.sync import SMOOTHING_S
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import Skeleton, forward_kinematics
+from racer_env.motion.skeleton import Skeleton
 from racer_env.motion.upper_body import find_roles
 
 MOTION_METRICS = ("sync", "pmb_pct", "beat_align", "jerk_mm_s3", "l1_div_mm")
@@ -68,7 +67,7 @@ def load_take(audio: str | os.PathLike, motion: str | os.PathLike, unit_mm: floa
     except AudioError as err:  # names the audio file only; the motion file is half of the problem
         raise AudioError(f"{err} (motion: {motion})") from None
     skeleton = pair["skeleton"]
-    positions = forward_kinematics(skeleton, rotvec_to_matrix(pair["rotations"]))[0]  # (T, J, 3) mm
+    positions = skeleton.positions(pair["rotations"])  # (T, J, 3) mm
     if not np.isfinite(positions).all():
         raise RacerError(f"{motion}: joint positions are not finite (NaN or inf in the file)")
     roles = find_roles(skeleton, source=str(motion))

@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
@@ -31,9 +31,9 @@ import numpy as np
 from racer_env.errors import RacerError
 from racer_env.motion.bvh import Bvh, write_bvh
 from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import Skeleton, forward_kinematics
+from racer_env.motion.skeleton import Skeleton
 from racer_env.render import BACKGROUND, render_frames
-from racer_env.workspace import pause_point, temporary_prefix
+from racer_env.workspace import atomic_path, pause_point, temporary_path
 
 FORMATS = ("npz", "bvh", "mp4")
 NPZ_KEYS = ("rotations", "positions", "fps", "joint_names")
@@ -55,30 +55,6 @@ def _check_motion(rotations: np.ndarray, skeleton: Skeleton, fps: float) -> np.n
     return rot
 
 
-@contextmanager
-def _temporary_beside(path: Path, suffix: str = "") -> Iterator[Path]:
-    """A fresh temporary file name in ``path``'s directory, removed on exit if it still exists."""
-    fd, name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the user's usual permissions
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def _atomic_target(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds it is renamed to ``path``."""
-    path = Path(path)
-    with _temporary_beside(path, suffix) as tmp:
-        yield tmp
-        os.replace(tmp, path)
-
-
 # -- npz ---------------------------------------------------------------------------------------------------
 def write_npz(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton, fps: float,
               **extra: np.ndarray) -> Path:
@@ -87,11 +63,11 @@ def write_npz(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton
     clash = sorted(set(extra) & set(NPZ_KEYS))
     if clash:
         raise ValueError(f"extra arrays may not be named {clash}: those keys are written by write_npz")
-    positions = forward_kinematics(skeleton, rotvec_to_matrix(rot))[0]
+    positions = skeleton.positions(rot)
     arrays = {"rotations": rot, "positions": positions, "fps": np.float64(fps),
               "joint_names": np.array(skeleton.names, dtype=str),
               **{k: np.asarray(v) for k, v in extra.items()}}
-    with _atomic_target(path, ".npz") as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
     return Path(path)
 
@@ -193,11 +169,11 @@ def write_video(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skelet
     path = Path(path)
     frames = tqdm(render_frames(skeleton, rot, int(size)), total=rot.shape[0], unit="frame",
                   desc=f"video {path.name}", disable=not progress, leave=False)
-    with _atomic_target(path, ".mp4") as tmp:
+    with atomic_path(path, ".mp4") as tmp:
         if audio is None:
             _pipe_frames(_ffmpeg_command(ffmpeg_exe(), int(size), fps, None, tmp), frames)
         else:
-            with _temporary_beside(path, ".wav") as wav:
+            with temporary_path(path, ".wav") as wav:
                 _write_wav(wav, audio, int(sample_rate))
                 _pipe_frames(_ffmpeg_command(ffmpeg_exe(), int(size), fps, wav, tmp), frames)
     return path
@@ -236,7 +212,7 @@ def write_outputs(out_dir: str | os.PathLike, stem: str, rotations: np.ndarray, 
         staged: dict[str, tuple[Path, Path]] = {}
         for fmt in wanted:
             target = out_dir / f"{stem}.{fmt}"
-            tmp = temporaries.enter_context(_temporary_beside(target, f".{fmt}"))
+            tmp = temporaries.enter_context(temporary_path(target, f".{fmt}"))
             if fmt == "npz":
                 write_npz(tmp, rotations, skeleton, fps, **extra)
             elif fmt == "bvh":

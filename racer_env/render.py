@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import Skeleton, forward_kinematics
+from racer_env.motion.skeleton import Skeleton
 
 BACKGROUND = (245, 245, 240)
 BONE = (40, 60, 120)
@@ -24,7 +23,7 @@ MAX_BONE_SAMPLES = 4096
 
 def pose_positions(skeleton: Skeleton, rotvecs: np.ndarray) -> np.ndarray:
     """(J, 3) rotation vectors of one frame -> (J, 3) joint positions in mm (root at its rest offset)."""
-    return forward_kinematics(skeleton, rotvec_to_matrix(rotvecs[None]))[0][0]
+    return skeleton.positions(rotvecs[None])[0]
 
 
 def rest_framing(skeleton: Skeleton) -> tuple[float, np.ndarray]:
@@ -123,7 +122,7 @@ def render_frames(skeleton: Skeleton, rotations: np.ndarray, size: int = 256,
     if size < 2:
         raise ValueError(f"size must be at least 2 pixels, got {size}")
     extent, center = rest_framing(skeleton)
-    positions = forward_kinematics(skeleton, rotvec_to_matrix(rotations))[0]
+    positions = skeleton.positions(rotations)
     return _render_chunks(positions, skeleton.parents, size, extent, center, max(1, chunk))
 
 

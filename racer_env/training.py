@@ -24,7 +24,13 @@ import torch
 
 from racer_env.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from racer_env.errors import RacerError
-from racer_env.workspace import remove_stale_temporaries, removed_if_left_empty, sha256_json, stage_lock
+from racer_env.workspace import (
+    remove_stale_temporaries,
+    removed_if_left_empty,
+    sha256_json,
+    stage_lock,
+    write_text_atomic,
+)
 
 #: training settings that do not change the weights, left out of a run's identity.
 BOOKKEEPING = ("checkpoint_every", "log_every", "eval_every", "agent_name")
@@ -138,9 +144,7 @@ class StageRun:
                 continue  # a line torn by the crash that made the resume necessary
             if row["step"] <= step:
                 kept.append(line)
-        tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
-        os.replace(tmp, self.metrics_path)
+        write_text_atomic(self.metrics_path, "".join(ln + "\n" for ln in kept))
 
     def meta(self, step: int, extra: dict) -> dict:
         return {"kind": self.kind, "identity": self.identity, "identity_sha256": self.identity_sha,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -59,24 +60,46 @@ def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it into place."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+@contextmanager
+def temporary_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A fresh temporary name beside ``path`` for this process (``.<name>.tmp<pid>-<n><suffix>``), removed on exit
+    if it still exists. The pid in the name lets the next run of a stage tell a killed run's leftovers from a live
+    run's files (:func:`remove_stale_temporaries`); ``suffix`` keeps an extension for writers that choose the format
+    by it (ffmpeg, matplotlib)."""
+    path = Path(path)
+    tmp = path.with_name(f"{temporary_prefix(path)}{next(_TEMPORARY_COUNT)}{suffix}")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """The one way racer writes a file: the block writes the temporary path it is given, which is renamed to
+    ``path`` in one step when the block succeeds (readers see the old file or the new one, never a part) and
+    removed when it fails."""
+    with temporary_path(path, suffix) as tmp:
+        yield tmp
+        os.replace(tmp, path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path`, flushed to disk before the rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` (named for this process), then rename it into place:
-    readers see the old file or the new one, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write JSON (sorted keys, indented) to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 @contextmanager
@@ -104,6 +127,7 @@ def staged_directory(final: Path) -> Iterator[Path]:
 # -- temporary names ----------------------------------------------------------------------------------------
 #: every temporary file or directory racer writes is named ``.<name>.tmp<pid>...`` (or ``.<name>.old-<pid>``)
 #: beside its target, so that the next run can tell the leftovers of a killed run from a live run's files.
+_TEMPORARY_COUNT = itertools.count()  # several temporaries of one process for one name stay distinct
 _TEMPORARY = re.compile(r"^\..+\.(?:tmp|old-)(?P<pid>\d+)(?:[^0-9].*)?$")
 
 

@@ -16,8 +16,6 @@ import torch
 
 from racer_env.corpus.store import Corpus
 from racer_env.errors import RacerError
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import forward_kinematics
 from racer_env.reward.scorer import RewardScorer
 from racer_env.reward.windows import decode_windows
 from racer_env.vqvae.tokenize import encode_clip
@@ -120,7 +118,7 @@ class EnvData:
 
     def _positions(self, rotations: np.ndarray) -> np.ndarray:
         """(T, J, 3) rotation vectors -> (T, J, 3) float32 joint positions (mm) on the reference skeleton."""
-        return forward_kinematics(self.skeleton, rotvec_to_matrix(rotations))[0].astype(np.float32)
+        return self.skeleton.positions(rotations).astype(np.float32)
 
     def rewards(self, windows: list[tuple[np.ndarray, np.ndarray]], kind: str = "contrastive") -> np.ndarray:
         """Rewards of reward inputs (see :func:`reward_input`), batched: one call per window length (one call once

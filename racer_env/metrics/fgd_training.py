@@ -15,15 +15,13 @@ from racer_env.checkpoint import save_checkpoint
 from racer_env.corpus.store import Corpus
 from racer_env.errors import RacerError
 from racer_env.metrics.fgd import FPS, SCALE_MM, STRIDE, VELOCITY_FPS, WINDOW, FeatureExtractor, windows
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import forward_kinematics
 
 
 def corpus_windows(corpus: Corpus, split: str) -> np.ndarray:
     """Root-relative position windows (n, WINDOW, J, 3) in mm of every clip of ``split``."""
     if corpus.fps != FPS:
         raise RacerError(f"the FGD input is defined at {FPS:g} fps; the corpus is at {corpus.fps:g}")
-    out = [windows(forward_kinematics(c.skeleton, rotvec_to_matrix(c.rotations))[0]) for c in corpus.clips(split)]
+    out = [windows(c.skeleton.positions(c.rotations)) for c in corpus.clips(split)]
     return np.concatenate(out)
 
 

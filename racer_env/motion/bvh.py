@@ -22,6 +22,7 @@ import numpy as np
 from racer_env.errors import RacerError
 from racer_env.motion.rotations import euler_to_matrix, matrix_to_euler
 from racer_env.motion.skeleton import POSITION_CHANNELS, ROTATION_CHANNELS, Skeleton
+from racer_env.workspace import write_text_atomic
 
 
 class BvhError(RacerError):
@@ -379,11 +380,5 @@ def write_bvh(path: str | os.PathLike, bvh: Bvh, precision: int = 6) -> Path:
     buf.write(_hierarchy_text(skeleton))
     buf.write(f"MOTION\nFrames: {bvh.n_frames}\nFrame Time: {bvh.frame_time:.8f}\n")
     np.savetxt(buf, bvh.values, fmt=f"%.{precision}f", delimiter=" ")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_text_atomic(path, buf.getvalue())
     return path

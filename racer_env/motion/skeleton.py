@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from racer_env.motion.rotations import check_euler_order
+from racer_env.motion.rotations import check_euler_order, rotvec_to_matrix
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
 ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
@@ -88,6 +88,11 @@ class Skeleton:
         """The joint's Euler order as axis letters in channel order (e.g. 'ZXY'); 'ZXY' if it has none."""
         axes = "".join(c[0] for c in self.channels[joint] if c in ROTATION_CHANNELS)
         return check_euler_order(axes) if axes else "ZXY"
+
+    def positions(self, rotations: np.ndarray) -> np.ndarray:
+        """(T, J, 3) rotation vectors (each joint relative to its parent, the corpus's representation) -> (T, J, 3)
+        joint positions in millimetres, the root at its rest offset: forward kinematics of a take."""
+        return forward_kinematics(self, rotvec_to_matrix(rotations))[0]
 
     def children(self, joint: int) -> list[int]:
         return [j for j, p in enumerate(self.parents) if p == joint]

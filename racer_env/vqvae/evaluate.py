@@ -10,8 +10,6 @@ import torch
 from racer_env.corpus.store import Clip, Corpus
 from racer_env.errors import RacerError
 from racer_env.metrics import rules
-from racer_env.motion.rotations import rotvec_to_matrix
-from racer_env.motion.skeleton import forward_kinematics
 from racer_env.vqvae.tokenize import SMOOTH_KERNEL, decode_codes, encode_clip, load_vqvae
 from racer_env.vqvae.train import code_statistics
 from racer_env.workspace import Workspace
@@ -19,7 +17,7 @@ from racer_env.workspace import Workspace
 
 def joint_positions(clip_skeleton, rotvecs: np.ndarray) -> np.ndarray:
     """(T, J, 3) rotation vectors -> (T, J, 3) joint positions in mm (root at its rest offset)."""
-    return forward_kinematics(clip_skeleton, rotvec_to_matrix(rotvecs))[0]
+    return clip_skeleton.positions(rotvecs)
 
 
 #: a decoded stroke or nod counts when it lies within this many seconds of the annotated one (issue 13's

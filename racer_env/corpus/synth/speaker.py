@@ -29,7 +29,6 @@ Speaker style rule (rule 9 of the motion rules; numbered list for the README):
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from racer_env.corpus.synth.speech import SAMPLE_RATE, VoiceStyle, synthesize_sp
 from racer_env.errors import RacerError
 from racer_env.motion.bvh import Bvh, write_bvh
 from racer_env.motion.skeleton import Skeleton
+from racer_env.workspace import atomic_path, write_text_atomic
 
 FPS = 60
 MIN_CLIP_S = 4.0
@@ -241,26 +241,11 @@ def clip_durations(total_s: float, clip_seconds: float) -> list[float]:
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     import soundfile as sf
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         sf.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_clip(clip: SynthClip, speaker_dir: Path, name: str) -> SynthClipInfo:
@@ -269,7 +254,7 @@ def write_clip(clip: SynthClip, speaker_dir: Path, name: str) -> SynthClipInfo:
     wav, bvh, js = (speaker_dir / f"{name}{ext}" for ext in (".wav", ".bvh", ".json"))
     _write_wav(wav, clip.audio, SAMPLE_RATE)
     write_bvh(bvh, clip.bvh)
-    _atomic_write_bytes(js, (json.dumps(clip.annotation, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    write_text_atomic(js, json.dumps(clip.annotation, indent=1, sort_keys=True) + "\n")
     return SynthClipInfo(
         speaker=int(clip.annotation["speaker"]),
         name=name,
