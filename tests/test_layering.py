@@ -27,3 +27,15 @@ def test_importing_every_racer_env_module_loads_no_agent_code():
               "print(sorted(n for n in sys.modules if n.split('.')[0] == 'racer_agents'))\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_declared_gymnasium_range_is_the_one_d3rlpy_installs():
+    """pyproject's gymnasium range admits the version d3rlpy pins and the one installed, and nothing d3rlpy forbids."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+
+    ours = next(Requirement(r) for r in requires("racer") if Requirement(r).name == "gymnasium").specifier
+    d3rlpy = next(Requirement(r) for r in requires("d3rlpy") if Requirement(r).name == "gymnasium").specifier
+    assert version("gymnasium") in ours and version("gymnasium") in d3rlpy
+    assert not any(v in ours and v not in d3rlpy for v in ("1.0.0", "1.1.0", "1.1.1", "1.2.0", "1.2.2"))
