@@ -31,10 +31,16 @@ from racer_env.workspace import Workspace
 
 
 class Agent(ABC):
-    """Chooses gesture codes from gesture-MDP observations."""
+    """Chooses gesture codes from gesture-MDP observations: the one protocol every agent implements.
+
+    ``obs_cfg`` is the observation shape the agent was trained with (environments and rollouts are built with
+    it); ``observe_reward`` is called with each step's reward (decision transformers condition on it; the
+    others ignore it).
+    """
 
     name: str = "agent"
     n_codes: int
+    obs_cfg: ObservationConfig = ObservationConfig()
 
     def reset(self) -> None:
         """Forget the previous episode."""
@@ -42,6 +48,9 @@ class Agent(ABC):
     @abstractmethod
     def act(self, observation: dict) -> int:
         """The next code for a Dict observation of GestureSynthesisEnv."""
+
+    def observe_reward(self, reward: float) -> None:
+        """The reward of the step just taken."""
 
 
 class RandomAgent(Agent):
@@ -113,8 +122,10 @@ class GPTAgent(Agent):
 class D3rlpyAgent(Agent):
     """A trained d3rlpy discrete algorithm (tuple observations via the bridge)."""
 
-    def __init__(self, algo, name: str = "d3rlpy", target_return: float | None = None) -> None:
+    def __init__(self, algo, name: str = "d3rlpy", target_return: float | None = None,
+                 obs_cfg: ObservationConfig | None = None) -> None:
         self.algo, self.name = algo, name
+        self.obs_cfg = obs_cfg or ObservationConfig()
         self.n_codes = int(algo.action_size)
         self.target_return = target_return
         self.reset()
@@ -192,4 +203,5 @@ def load_agent(workspace: str | Workspace, name: str | None = None, device: str 
     import racer_agents.d3rlpy_bridge  # noqa: F401  (registers the encoder factories)
 
     algo = d3rlpy.load_learnable(str(directory / "model.d3"), device=None if device == "cpu" else device)
-    return D3rlpyAgent(algo, name, target_return=meta.get("target_return"))
+    return D3rlpyAgent(algo, name, target_return=meta.get("target_return"),
+                       obs_cfg=ObservationConfig(**meta["observation"]))  # the settings it was trained with

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from racer_agents.agent import Agent, GPTAgent, RandomAgent, list_agents, load_agent
+from racer_agents.agent import Agent, RandomAgent, list_agents, load_agent
 from racer_agents.generate import decode_long
 from racer_agents.retrieval import NearestNeighbourAgent
 from racer_env.corpus.store import Clip, Corpus
@@ -96,8 +96,7 @@ def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[
     while not done:
         action = agent.act(obs)
         obs, reward, done, truncated, _ = env.step(action)
-        if hasattr(agent, "observe_reward"):
-            agent.observe_reward(reward)
+        agent.observe_reward(reward)
         codes.append(action)
         rewards.append(reward)
         done = done or truncated
@@ -236,7 +235,7 @@ def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split:
     vqvae = load_env_data(str(ws.root), device).scorer.vqvae
     out, per_clip = {}, {}
     for name, agent in systems.items():
-        obs_cfg = agent.obs_cfg if isinstance(agent, (GPTAgent, NearestNeighbourAgent)) else ObservationConfig()
+        obs_cfg = agent.obs_cfg if agent is not None else ObservationConfig()  # (None: the corpus motion)
         env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
                                   lookahead=obs_cfg.lookahead, history=obs_cfg.history, device=device)
         results = []

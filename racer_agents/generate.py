@@ -15,20 +15,19 @@ Documented behaviour for edge cases:
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import librosa
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from racer_agents.agent import Agent, GPTAgent, load_agent
+from racer_agents.agent import Agent, load_agent
 from racer_agents.pretrained import pretrained_workspace
 from racer_env.audio.features import SILENCE_PEAK, AudioError, AudioFeatureConfig, audio_features, load_audio
 from racer_env.corpus.store import Corpus
-from racer_env.envs.episode_data import ClipData, observation, observation_audio
+from racer_env.envs.episode_data import ClipData, observation_audio
+from racer_env.envs.episode_data import rollout_codes as episode_rollout
 from racer_env.errors import RacerError
 from racer_env.vqvae.model import VQVAE
 from racer_env.vqvae.tokenize import decode_codes, load_vqvae
@@ -107,25 +106,10 @@ def speech_clip(y: np.ndarray, corpus: Corpus) -> ClipData:
 
 
 def rollout_codes(agent: Agent, clip: ClipData, first_code: int, progress: bool = True) -> np.ndarray:
-    """Greedy codes for every code step of ``clip``; the agent sees a bounded history."""
-    obs_cfg = agent.obs_cfg if isinstance(agent, GPTAgent) else None
-    history_len = obs_cfg.history if obs_cfg else 8
-    codes = np.empty(clip.n_codes, dtype=np.int64)
-    codes[0] = first_code
-    recent: deque = deque([first_code], maxlen=history_len)
+    """Greedy codes for every code step of ``clip`` (a_0 = ``first_code``), in the agent's own observation shape."""
     agent.reset()
-    for t in tqdm(range(1, clip.n_codes), desc="gestures", unit="code", disable=not progress):
-        hist = np.fromiter(recent, dtype=np.int64)
-        obs = observation(clip, t - len(hist), hist, obs_cfg or _default_obs(), agent.n_codes)
-        codes[t] = agent.act(obs)
-        recent.append(int(codes[t]))
-    return codes
-
-
-def _default_obs():
-    from racer_env.envs.episode_data import ObservationConfig
-
-    return ObservationConfig()
+    rest = episode_rollout(agent.act, clip, 0, clip.n_codes - 1, first_code, agent.obs_cfg, agent.n_codes, progress)
+    return np.concatenate([[first_code], rest]).astype(np.int64)
 
 
 def decode_long(vqvae: VQVAE, codes: np.ndarray, corpus: Corpus) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from racer_env.envs.episode_data import EnvData, ObservationConfig, observation, reward_input
+from racer_env.envs.episode_data import EnvData, ObservationConfig, observation, reward_input, rollout_codes
 from racer_env.errors import RacerError
 
 SOURCES = ("ground_truth", "random_substitution", "nn_substitution", "time_shift", "codes_from_other_clip",
@@ -135,10 +135,8 @@ def policy_episodes(data: EnvData, segments: list[tuple[str, int, int]], policy:
     episodes = []
     for clip_id, start, horizon in segments:
         clip = data.clips[clip_id]
-        history = clip.codes[start:start + 1].copy()
-        for _ in range(horizon):
-            history = np.append(history, int(policy(observation(clip, start, history, cfg, data.n_codes))))
-        episodes.append(Episode(clip_id, start, history[1:], "policy"))
+        actions = rollout_codes(policy, clip, start, horizon, int(clip.codes[start]), cfg, data.n_codes)
+        episodes.append(Episode(clip_id, start, actions, "policy"))
     return episodes
 
 

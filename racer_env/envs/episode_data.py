@@ -7,12 +7,15 @@ its observations and rewards exactly.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from racer_env.corpus.store import Corpus
 from racer_env.errors import RacerError
@@ -196,6 +199,22 @@ def observation(clip: ClipData, start: int, history: np.ndarray, cfg: Observatio
     """The observation when ``len(history) - 1`` codes have been chosen after a_0 = history[0]: the agent
     now chooses the code of clip step ``start + len(history)``."""
     return {"audio": audio_context(clip, start + len(history), cfg), "codes": code_history(history, cfg, pad)}
+
+
+def rollout_codes(policy: Callable[[dict], int], clip: ClipData, start: int, horizon: int, first_code: int,
+                  cfg: ObservationConfig, n_codes: int, progress: bool = False) -> np.ndarray:
+    """The one rollout without an environment: ``policy`` (observation -> code) chooses the ``horizon`` codes of
+    clip steps ``start + 1 ..`` after a_0 = ``first_code``, seeing exactly the observations the environment
+    would give. Used for speech with no reward to score (``racer generate``) and for policy episodes of a
+    dataset (labelled afterwards in batches). Only the observed history is kept, so memory does not grow with
+    the horizon. Returns (horizon,) codes."""
+    codes = np.empty(horizon, dtype=np.int64)
+    recent: deque = deque([int(first_code)], maxlen=cfg.history)  # the codes an observation shows
+    for k in tqdm(range(horizon), desc="gestures", unit="code", disable=not progress):
+        history = np.fromiter(recent, dtype=np.int64)
+        codes[k] = policy(observation(clip, start + k + 1 - len(history), history, cfg, n_codes))
+        recent.append(int(codes[k]))
+    return codes
 
 
 def reward_window(clip: ClipData, start: int, history: np.ndarray, window: int,

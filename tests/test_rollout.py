@@ -1,0 +1,41 @@
+"""One rollout without an environment (generation, policy datasets) sees what the environment shows, and every
+agent carries the observation settings it was trained with."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from racer_agents.agent import Agent, load_agent
+from racer_env.envs.episode_data import ObservationConfig, load_env_data, rollout_codes
+from racer_env.envs.gesture import GestureSynthesisEnv
+
+
+def _policy(n_codes: int):
+    """A deterministic policy of the whole observation (any change in what it is shown changes its codes)."""
+    return lambda obs: int(abs(float(obs["audio"].sum()) * 1000) + int(obs["codes"].sum()) * 7) % n_codes
+
+
+def test_rollout_codes_match_an_environment_rollout(trained_workspace):
+    cfg = ObservationConfig(past=1, lookahead=1, history=3)
+    env = GestureSynthesisEnv(str(trained_workspace), split="train", segment_codes=None, past=cfg.past,
+                              lookahead=cfg.lookahead, history=cfg.history)
+    data = load_env_data(str(trained_workspace))
+    clip_id = data.split_ids("train")[0]
+    policy = _policy(env.n_codes)
+    obs, _ = env.reset(options={"clip": clip_id, "start": 2})
+    stepped, done = [], False
+    while not done:
+        stepped.append(policy(obs))
+        obs, _, terminated, truncated, _ = env.step(stepped[-1])
+        done = terminated or truncated
+    clip = data.clips[clip_id]
+    codes = rollout_codes(policy, clip, 2, len(stepped), int(clip.codes[2]), cfg, data.n_codes)
+    np.testing.assert_array_equal(codes, stepped)
+
+
+def test_every_agent_implements_the_protocol(agent_workspace):
+    for name in ("racer-cql", "bc", "d3rlpy-DiscreteBC"):
+        agent = load_agent(agent_workspace, name)
+        assert isinstance(agent, Agent) and isinstance(agent.obs_cfg, ObservationConfig)
+        agent.reset()
+        agent.observe_reward(0.5)  # a no-op except for decision transformers
