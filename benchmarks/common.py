@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from racer_agents.cli import main as racer
-from racer_env.workspace import write_json_atomic
+from racer_env.workspace import write_json_atomic, write_text_atomic
 
 
 def run_racer(*argv: str) -> tuple[str, float]:
@@ -40,5 +40,5 @@ def write_results(out: Path, report: dict, markdown: Callable[[dict], str]) -> N
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out.with_suffix(".json"), report)
     text = markdown(report)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    write_text_atomic(out.with_suffix(".md"), text)
     print(text)

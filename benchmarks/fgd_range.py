@@ -17,11 +17,11 @@ Writes <out>.json and <out>.md.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_results
 
 from racer_env.corpus.store import Corpus
 from racer_env.metrics import fgd as fgd_mod
@@ -106,10 +106,7 @@ def main() -> None:
     result = {"split": args.split, "seed": args.seed, "info": info, "rows": rows,
               "params": {"window_frames": fgd_mod.WINDOW, "stride_frames": fgd_mod.STRIDE,
                          "extractor_sha256": fgd_mod.EXTRACTOR_SHA256}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, result, markdown)
 
 
 if __name__ == "__main__":

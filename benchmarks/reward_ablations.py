@@ -18,20 +18,16 @@ Writes <out>.json and <out>.md; with several runs (--seed 0 --seed 1) one row bl
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
-from racer_agents.cli import main as racer
+from common import run_racer
 
 SYSTEMS = ("real", "random", "no_arms", "no_nods", "other_draw", "shift_-2", "shift_-1", "shift_+0", "shift_+1",
            "shift_+2")
@@ -44,17 +40,6 @@ class Args:
     workspace: Path | None = None  # scratch root (default: a temporary directory)
     reuse: bool = False  # keep a model already in the scratch workspace even if its settings are not current
     out: Path = Path("benchmarks/results/reward_ablations")
-
-
-def run(*argv: str) -> tuple[str, float]:
-    """Run a racer command; returns its stdout and wall seconds (raises on a non-zero exit)."""
-    buf = io.StringIO()
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(buf):
-        code = racer(list(argv))
-    if code:
-        raise SystemExit(f"racer {' '.join(argv)} exited {code}")
-    return buf.getvalue(), time.perf_counter() - start
 
 
 def targets(ablations: dict) -> dict[str, dict]:
@@ -75,7 +60,7 @@ def train(stage: str, ws: Path, seed: int, reuse: bool) -> float | None:
     """Train a stage (skipped by racer when current); with ``reuse`` keep any model already there (None)."""
     if reuse and (ws / stage / "model.pt").is_file():
         return None
-    return run("train", stage, str(ws), "--seed", str(seed), "--quiet")[1]
+    return run_racer("train", stage, str(ws), "--seed", str(seed), "--quiet")[1]
 
 
 def one_seed(seed: int, corpus: Path | None, root: Path, reuse: bool = False) -> dict:
@@ -87,9 +72,9 @@ def one_seed(seed: int, corpus: Path | None, root: Path, reuse: bool = False) ->
             for part in ("corpus", "synth"):
                 shutil.copytree(corpus / part, ws / part)
         else:
-            run("corpus", "synth", str(ws), "--minutes", "60", "--speakers", "4", "--seed", str(seed), "--quiet")
+            run_racer("corpus", "synth", str(ws), "--minutes", "60", "--speakers", "4", "--seed", str(seed), "--quiet")
     vqvae_s, reward_s = train("vqvae", ws, seed, reuse), train("reward", ws, seed, reuse)
-    reward = json.loads(run("evaluate", "reward", str(ws), "--json")[0])
+    reward = json.loads(run_racer("evaluate", "reward", str(ws), "--json")[0])
     return {"seed": seed, "workspace": str(ws), "corpus": str(corpus) if corpus else "synthesised",
             "vqvae_train_seconds": vqvae_s, "reward_train_seconds": reward_s, "reward": reward,
             "targets": targets(reward["ablations"])}

@@ -16,12 +16,12 @@ Exits 1 naming the path when the ZEGGS files are absent. Writes <out>.json and <
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from common import write_results
 
 from racer_env.corpus.store import Corpus
 from racer_env.evaluate_files import load_take
@@ -146,10 +146,7 @@ def main() -> None:
               "synthetic": synthetic_table(args.workspace) if args.workspace else None,
               "params": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items() if k != "zeggs"},
                          "sync_smoothing_s": SMOOTHING_S}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, result, markdown)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
+def _number(kind: type, expected: str, valid):
+    """An argparse type: ``kind(text)`` if ``valid`` of it holds, else an error saying ``expected``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
+
+
+_seed = _number(int, "an integer >= 0", lambda v: v >= 0)
+_positive_int = _number(int, "an integer >= 1", lambda v: v >= 1)
+_positive_float = _number(float, "a positive number", lambda v: 0 < v < float("inf"))
 
 
 def _device(text: str) -> str:
@@ -67,24 +76,12 @@ def _device(text: str) -> str:
     return text
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+def _common_options(p: argparse.ArgumentParser, func) -> None:
+    """What every command that computes takes: ``--device`` (checked before any work), ``--quiet``, and its
+    function."""
+    p.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=func)
 
 
 def _add_import_options(p: argparse.ArgumentParser) -> None:
@@ -135,9 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=None,
                      help="output directory (default: W/generated/<name>, or ./generated/<name> without W)")
     gen.add_argument("--formats", default="npz,bvh,mp4", help="comma-separated: npz, bvh, mp4")
-    gen.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-    gen.add_argument("--quiet", action="store_true")
-    gen.set_defaults(func=cmd_generate)
+    _common_options(gen, cmd_generate)
     demo = stages.add_parser("demo", help="the whole pipeline on the built-in corpus, ending in W/report.md")
     demo.add_argument("workspace", type=Path, help="workspace directory W")
     demo.add_argument("--preset", default="demo", choices=["demo", "tiny"],
@@ -145,9 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=_positive_float, default=None,
                       help="minutes of built-in speech (default 60; 1 with --preset tiny)")
     demo.add_argument("--seed", type=_seed, default=0, help="seed of every stage")
-    demo.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-    demo.add_argument("--quiet", action="store_true", help="stage lines only, no progress bars")
-    demo.set_defaults(func=cmd_demo)
+    _common_options(demo, cmd_demo)
     return parser
 
 
@@ -168,9 +161,7 @@ def _add_dataset_parsers(stages) -> None:
     build.add_argument("--reward", default="contrastive", choices=["contrastive", "distance"],
                        help="step rewards: the contrastive model (default) or the negative pose distance to the "
                             "ground truth (the paper's distance-reward ablation; id .../augmented_distance-v0)")
-    build.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-    build.add_argument("--quiet", action="store_true")
-    build.set_defaults(func=cmd_dataset_build)
+    _common_options(build, cmd_dataset_build)
 
 
 def _add_train_parsers(stages) -> None:
@@ -188,9 +179,7 @@ def _add_train_parsers(stages) -> None:
         p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same run")
         p.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
-        p.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.set_defaults(func=func)
+        _common_options(p, func)
         if name == "vqvae":
             p.add_argument("--ema", action="store_true", help="EMA codebook updates instead of the codebook loss")
             p.add_argument("--no-dead-code-reset", dest="dead_code_reset", action="store_false", default=None,
@@ -245,9 +234,7 @@ def _add_train_parsers(stages) -> None:
                        help="online agents: the environment's reward (default contrastive)")
     agent.add_argument("--resume", action="store_true", help="continue from the last checkpoint (GPT agents)")
     agent.add_argument("--force", action="store_true", help="retrain even if the agent is up to date")
-    agent.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-    agent.add_argument("--quiet", action="store_true")
-    agent.set_defaults(func=cmd_train_agent)
+    _common_options(agent, cmd_train_agent)
 
 
 def _add_evaluate_parsers(stages) -> None:
@@ -258,9 +245,7 @@ def _add_evaluate_parsers(stages) -> None:
     code.add_argument("workspace", type=Path)
     code.add_argument("--split", default="test", choices=["train", "valid", "test"])
     code.add_argument("--json", action="store_true")
-    code.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-    code.add_argument("--quiet", action="store_true", help="accepted for symmetry with the other stages (no bars)")
-    code.set_defaults(func=cmd_evaluate_codebook)
+    _common_options(code, cmd_evaluate_codebook)
     rew = verbs.add_parser("reward", help="held-out retrieval R@1/R@5 and AUCs against shifted/mismatched motion")
     rew.add_argument("workspace", type=Path)
     rew.add_argument("--candidates", type=_positive_int, default=32, help="retrieval candidates (default 32)")
@@ -276,9 +261,7 @@ def _add_evaluate_parsers(stages) -> None:
     agents.add_argument("--sigma", type=_positive_float, default=0.3, help="beat alignment sigma in seconds")
     agents.add_argument("--seed", type=_seed, default=0)
     agents.add_argument("--json", action="store_true")
-    agents.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-    agents.add_argument("--quiet", action="store_true")
-    agents.set_defaults(func=cmd_evaluate_agents)
+    _common_options(agents, cmd_evaluate_agents)
     files = verbs.add_parser("files", help="motion-only metrics of any BVH against its speech (and a reference take)")
     files.add_argument("--audio", type=Path, required=True, help="the speech (wav, flac or ogg)")
     files.add_argument("--motion", type=Path, required=True, help="the gesture take to measure (BVH)")

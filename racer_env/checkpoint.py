@@ -78,6 +78,19 @@ def load_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict, dict, str
     return meta, obj["state"], digest
 
 
+def load_stage_model(workspace, kind: str, corpus=None) -> tuple[dict, dict, str, Path]:
+    """``W/<kind>/model.pt`` read, verified and checked against the workspace's corpus (``corpus``, else loaded):
+    (meta, state, checksum, path)."""
+    from racer_env.corpus.store import Corpus
+    from racer_env.workspace import Workspace
+
+    ws = Workspace.of(workspace)
+    path = ws.root / kind / "model.pt"
+    meta, state, checksum = load_checkpoint(path, kind)
+    check_corpus_match(meta, corpus or Corpus.load(ws), path)
+    return meta, state, checksum, path
+
+
 def check_corpus_match(meta: dict, corpus, path: str | os.PathLike) -> None:
     """Refuse a checkpoint whose joints, frame rate or audio features differ from the workspace corpus, or that
     was trained on other corpus content (it would normalise with statistics it was not trained with)."""

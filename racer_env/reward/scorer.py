@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from racer_env.checkpoint import CheckpointError, check_corpus_match, load_checkpoint
+from racer_env.checkpoint import CheckpointError, load_stage_model
 from racer_env.corpus.store import Corpus
 from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import decode_windows
@@ -26,10 +26,7 @@ def load_reward_model(workspace: str | Workspace, corpus: Corpus | None = None, 
     Returns:
         (model in eval mode, checkpoint meta, checkpoint checksum).
     """
-    ws = Workspace.of(workspace)
-    path = ws.root / "reward" / "model.pt"
-    meta, state, checksum = load_checkpoint(path, "reward")
-    check_corpus_match(meta, corpus or Corpus.load(ws), path)
+    meta, state, checksum, path = load_stage_model(workspace, "reward", corpus)
     if vqvae_sha is not None and meta["vqvae_sha256"] != vqvae_sha:
         raise CheckpointError(
             f"{path} was trained on decoded motion of VQ-VAE {meta['vqvae_sha256'][:12]}, but the workspace's "

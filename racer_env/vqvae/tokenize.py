@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from racer_env.checkpoint import check_corpus_match, load_checkpoint
+from racer_env.checkpoint import load_stage_model
 from racer_env.corpus.store import Clip, Corpus, NormStats
 from racer_env.vqvae.model import VQVAE, VQVAEConfig
 from racer_env.workspace import Workspace
@@ -26,10 +26,7 @@ def load_vqvae(workspace: str | Workspace, corpus: Corpus | None = None, device:
     Returns:
         (model in eval mode, checkpoint meta, checkpoint checksum).
     """
-    ws = Workspace.of(workspace)
-    path = ws.root / "vqvae" / "model.pt"
-    meta, state, checksum = load_checkpoint(path, "vqvae")
-    check_corpus_match(meta, corpus or Corpus.load(ws), path)
+    meta, state, checksum, _ = load_stage_model(workspace, "vqvae", corpus)
     model = VQVAE(VQVAEConfig(**meta["arch"]))
     model.load_state_dict(state["model"])  # strict: a mismatch is an error, never a partial load
     return model.to(device).eval(), meta, checksum
