@@ -35,7 +35,7 @@ from racer_agents.gpt import GPT_PRESETS, Block, GestureGPT, GPTConfig, audio_to
 from racer_agents.losses import discrete_cql_loss
 from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import corpus_meta
-from racer_env.envs.episode_data import REWARD_KINDS, ObservationConfig, load_env_data
+from racer_env.envs.episode_data import ObservationConfig, check_reward_kind, load_env_data
 from racer_env.envs.vector import GestureSynthesisVectorEnv
 from racer_env.errors import RacerError
 from racer_env.training import StageRun, config_for, resolve_device, step_rng, weight_settings
@@ -87,8 +87,7 @@ class OnlineTrainConfig:
             raise RacerError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
         if self.agent_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.agent_name):
             raise RacerError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
-        if self.reward not in REWARD_KINDS:
-            raise RacerError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
+        check_reward_kind(self.reward)
         if min(self.steps, self.num_envs, self.segment_codes, self.batch_size, self.replay_capacity) < 1:
             raise RacerError("steps, num_envs, segment_codes, batch_size and replay_capacity must be >= 1")
         if not 0 <= self.gamma <= 1 or not 0 <= self.epsilon_end <= self.epsilon_start <= 1:

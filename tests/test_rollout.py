@@ -39,3 +39,24 @@ def test_every_agent_implements_the_protocol(agent_workspace):
         assert isinstance(agent, Agent) and isinstance(agent.obs_cfg, ObservationConfig)
         agent.reset()
         agent.observe_reward(0.5)  # a no-op except for decision transformers
+
+
+def test_one_frozen_config_for_both_environments(trained_workspace):
+    import pickle
+
+    import pytest
+
+    from racer_env.envs.episode_data import EnvConfig
+    from racer_env.envs.vector import GestureSynthesisVectorEnv
+    from racer_env.errors import RacerError
+
+    env = GestureSynthesisEnv(str(trained_workspace), segment_codes=4, render_mode="rgb_array")
+    vec = GestureSynthesisVectorEnv(2, str(trained_workspace), segment_codes=4, render_mode="rgb_array")
+    assert env.config == EnvConfig(str(trained_workspace), segment_codes=4, render_mode="rgb_array") == vec.config
+    assert pickle.loads(pickle.dumps(env.config)) == env.config
+    vec.reset(seed=0)
+    env.reset(seed=0)
+    assert all(image.shape == env.render().shape for image in vec.render())
+    for bad in ({"reward": "nonsense"}, {"render_mode": "human"}, {"segment_codes": 0}, {"history": 0}):
+        with pytest.raises(RacerError):
+            GestureSynthesisVectorEnv(2, str(trained_workspace), **bad)

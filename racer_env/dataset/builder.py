@@ -41,9 +41,9 @@ from racer_env.dataset.episodes import (
 )
 from racer_env.envs.episode_data import (
     AUDIO_NORMALISATION,
-    REWARD_KINDS,
     EnvData,
     ObservationConfig,
+    check_reward_kind,
     load_env_data,
 )
 from racer_env.envs.gesture import observation_space
@@ -152,8 +152,7 @@ def build_dataset(
     labels the steps with the negative pose distance to the ground truth (the distance-reward ablation;
     default id ``racer/<corpus>/augmented_distance-v0``).
     """
-    if reward not in REWARD_KINDS:
-        raise RacerError(f"reward must be one of {REWARD_KINDS}, got {reward!r}")
+    check_reward_kind(reward)
     if (policy is None) != (policy_id is None):
         raise RacerError("policy and policy_id go together: pass both (policy_id names the policy) or neither")
     ws = Workspace.of(workspace)

@@ -26,6 +26,13 @@ from racer_env.vqvae.tokenize import encode_clip
 #: the environment's reward options: the contrastive model's score (RACER) or the negative pose distance to the
 #: ground truth (the paper's "distance reward" ablation)
 REWARD_KINDS = ("contrastive", "distance")
+
+
+def check_reward_kind(kind: str) -> str:
+    """``kind`` if it is one of :data:`REWARD_KINDS` (the one place they are checked), else a RacerError."""
+    if kind not in REWARD_KINDS:
+        raise RacerError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
+    return kind
 DISTANCE_UNIT_MM = 100.0  # the distance reward is in units of 10 cm, so that it is of the order of 1
 
 #: normalised audio features are clipped to [-AUDIO_BOUND, AUDIO_BOUND] so the observation space is finite.
@@ -64,6 +71,43 @@ class ObservationConfig:
     @property
     def context(self) -> int:
         return self.past + 1 + self.lookahead
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything that defines a gesture environment (both the single and the vector one): JSON values only, so
+    that it pickles, goes into ``gym.make`` kwargs and is checked in one place."""
+
+    workspace: str
+    split: str = "train"
+    segment_codes: int | None = 15  # H, actions per episode; None: whole clips
+    past: int = 3
+    lookahead: int = 1
+    history: int = 8
+    device: str = "cpu"
+    render_mode: str | None = None
+    reward: str = "contrastive"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "workspace", str(self.workspace))
+        check_reward_kind(self.reward)
+        if self.render_mode not in (None, "rgb_array"):
+            raise RacerError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
+        if self.segment_codes is not None and self.segment_codes < 1:
+            raise RacerError(f"segment_codes must be >= 1 or None (whole clips), got {self.segment_codes}")
+        if min(self.past, self.lookahead) < 0 or self.history < 1:
+            raise RacerError(f"need past >= 0, lookahead >= 0, history >= 1; got {self.past}, {self.lookahead}, "
+                             f"{self.history}")
+
+    @property
+    def obs_cfg(self) -> ObservationConfig:
+        return ObservationConfig(past=self.past, lookahead=self.lookahead, history=self.history)
+
+    def load(self) -> EnvData:
+        """The workspace's (cached) environment data, with the split checked."""
+        data = load_env_data(self.workspace, self.device)
+        data.split_ids(self.split)  # validates the split name
+        return data
 
 
 @dataclass(eq=False)
@@ -128,8 +172,7 @@ class EnvData:
         every episode is past its first W-1 steps)."""
         if kind == "distance":
             return self.distance_rewards(windows)
-        if kind != "contrastive":
-            raise RacerError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
+        check_reward_kind(kind)
         out = np.zeros(len(windows), dtype=np.float32)
         by_len: dict[int, list[int]] = {}
         for i, (codes, _) in enumerate(windows):
@@ -231,10 +274,8 @@ def reward_input(kind: str, clip: ClipData, start: int, history: np.ndarray, win
     """What :meth:`EnvData.rewards` scores for the newest code of an episode: (codes, raw audio) for the
     contrastive reward, (codes, ground-truth positions (8, J, 3) of the newest code's frames) for the distance."""
     codes, audio = reward_window(clip, start, history, window, frames_per_code)
-    if kind == "contrastive":
+    if check_reward_kind(kind) == "contrastive":
         return codes, audio
-    if kind != "distance":
-        raise RacerError(f"reward must be one of {REWARD_KINDS}, got {kind!r}")
     if clip.positions is None:
         raise RacerError(f"clip {clip.clip_id!r} has no ground-truth motion: no distance reward")
     last = start + len(history) - 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -11,9 +12,9 @@ from gymnasium import spaces
 
 from racer_env.envs.episode_data import (
     AUDIO_BOUND,
-    REWARD_KINDS,
+    EnvConfig,
+    EnvData,
     ObservationConfig,
-    load_env_data,
     observation,
     reward_input,
 )
@@ -27,6 +28,15 @@ def observation_space(n_codes: int, n_features: int, frames_per_code: int, cfg: 
         "audio": spaces.Box(-AUDIO_BOUND, AUDIO_BOUND, (cfg.context, frames_per_code, n_features), np.float32),
         "codes": spaces.MultiDiscrete(np.full(cfg.history, n_codes + 1, dtype=np.int64)),
     })
+
+
+def render_history(data: EnvData, history: np.ndarray) -> np.ndarray:
+    """The rgb image of an episode: the decoded pose of its newest code (front view, 256 x 256)."""
+    window = history[-data.scorer.window_codes:]
+    rot = decode_codes(data.scorer.vqvae, window, data.stats)[-1]  # (J, 3) last frame
+    rest = pose_positions(data.skeleton, np.zeros_like(rot))
+    return draw_pose(pose_positions(data.skeleton, rot), data.skeleton.parents, size=256,
+                     extent_mm=np.ptp(rest[:, 1]) * 1.6, center=rest.mean(0))
 
 
 def check_action(action: Any, n_codes: int) -> int:
@@ -156,23 +166,11 @@ class GestureSynthesisEnv(gym.Env):
     def __init__(self, workspace: str, split: str = "train", segment_codes: int | None = 15, past: int = 3,
                  lookahead: int = 1, history: int = 8, device: str = "cpu", render_mode: str | None = None,
                  reward: str = "contrastive") -> None:
-        self._kwargs = {"workspace": str(workspace), "split": split, "segment_codes": segment_codes, "past": past,
-                        "lookahead": lookahead, "history": history, "device": device, "render_mode": render_mode,
-                        "reward": reward}
-        if reward not in REWARD_KINDS:
-            raise ValueError(f"reward must be one of {REWARD_KINDS}, got {reward!r}")
-        self.reward = reward
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if segment_codes is not None and segment_codes < 1:
-            raise ValueError(f"segment_codes must be >= 1 or None (whole clips), got {segment_codes}")
-        if min(past, lookahead) < 0 or history < 1:
-            raise ValueError(f"need past >= 0, lookahead >= 0, history >= 1; got {past}, {lookahead}, {history}")
-        self.data = load_env_data(str(workspace), device)
-        self.data.split_ids(split)  # validates the split name
-        self.split = split
-        self.segment_codes = segment_codes
-        self.obs_cfg = ObservationConfig(past=past, lookahead=lookahead, history=history)
+        self.config = EnvConfig(workspace, split, segment_codes, past, lookahead, history, device, render_mode,
+                                reward)
+        self.data = self.config.load()
+        self.split, self.segment_codes, self.reward = split, segment_codes, reward
+        self.obs_cfg = self.config.obs_cfg
         self.render_mode = render_mode
         self.n_codes = self.data.n_codes
         self.observation_space = observation_space(self.n_codes, self.data.n_audio_features,
@@ -214,16 +212,11 @@ class GestureSynthesisEnv(gym.Env):
             return None
         if self._clip is None:
             raise RuntimeError("call reset() before render()")
-        window = self._history[-self.data.scorer.window_codes:]
-        rot = decode_codes(self.data.scorer.vqvae, window, self.data.stats)[-1]  # (J, 3) last frame
-        skeleton = self.data.skeleton
-        rest = pose_positions(skeleton, np.zeros_like(rot))
-        return draw_pose(pose_positions(skeleton, rot), skeleton.parents, size=256,
-                         extent_mm=np.ptp(rest[:, 1]) * 1.6, center=rest.mean(0))
+        return render_history(self.data, self._history)
 
-    # -- pickling: the loaded models are shared, so rebuild from the arguments -----------------------------
+    # -- pickling: the loaded models are shared, so rebuild from the config --------------------------------
     def __getstate__(self) -> dict:
-        return {"kwargs": self._kwargs, "clip": None if self._clip is None else self._clip.clip_id,
+        return {"kwargs": asdict(self.config), "clip": None if self._clip is None else self._clip.clip_id,
                 "start": self._start, "horizon": self._horizon, "history": self._history,
                 "np_random": self._np_random}
 

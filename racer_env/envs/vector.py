@@ -10,8 +10,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from racer_env.envs.episode_data import ObservationConfig, load_env_data, observation, reward_input
-from racer_env.envs.gesture import GestureSynthesisEnv, check_action, choose_episode, observation_space
+from racer_env.envs.episode_data import EnvConfig, observation, reward_input
+from racer_env.envs.gesture import check_action, choose_episode, observation_space, render_history
 from racer_env.errors import RacerError
 
 
@@ -33,14 +33,12 @@ class GestureSynthesisVectorEnv(VectorEnv):
                  render_mode: str | None = None, reward: str = "contrastive") -> None:
         if num_envs < 1:
             raise RacerError(f"num_envs must be >= 1, got {num_envs}")
-        # one single env validates the arguments and renders; all share the loaded data
-        self._template = GestureSynthesisEnv(workspace, split, segment_codes, past, lookahead, history, device,
-                                             render_mode, reward)
-        self.reward = reward
-        self.data = load_env_data(str(workspace), device)
+        self.config = EnvConfig(workspace, split, segment_codes, past, lookahead, history, device, render_mode,
+                                reward)
+        self.data = self.config.load()  # shared with every other environment of the workspace
         self.num_envs = num_envs
-        self.split, self.segment_codes, self.render_mode = split, segment_codes, render_mode
-        self.obs_cfg = ObservationConfig(past=past, lookahead=lookahead, history=history)
+        self.split, self.segment_codes, self.render_mode, self.reward = split, segment_codes, render_mode, reward
+        self.obs_cfg = self.config.obs_cfg
         self.n_codes = self.data.n_codes
         self.single_observation_space = observation_space(self.n_codes, self.data.n_audio_features,
                                                           self.data.frames_per_code, self.obs_cfg)
@@ -109,9 +107,6 @@ class GestureSynthesisVectorEnv(VectorEnv):
         """A tuple of one rgb array per sub-environment (with render_mode='rgb_array')."""
         if self.render_mode != "rgb_array":
             return None
-        images = []
-        for c, s, h in zip(self._clips, self._starts, self._histories):
-            t = self._template
-            t._clip, t._start, t._history = c, int(s), h
-            images.append(t.render())
-        return tuple(images)
+        if any(c is None for c in self._clips):
+            raise RuntimeError("call reset() before render()")
+        return tuple(render_history(self.data, h) for h in self._histories)
