@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -47,9 +47,10 @@ EVAL_SEED = 10**6  # validation segments of the return evaluation: the same ones
 
 @dataclass(frozen=True)
 class OnlineTrainConfig:
-    """Settings of an online agent; ``steps`` counts iterations (num_envs episodes collected, then updates)."""
+    """What every online agent's settings hold; ``steps`` counts iterations (num_envs episodes collected, then
+    updates). Each algorithm has its own subclass, so that a setting of one never makes the other stale."""
 
-    algo: str = "dqn"  # dqn | actor-critic
+    algo: str = ""  # set by the subclass: dqn | actor-critic
     preset: str = "demo"
     steps: int = 300
     num_envs: int = 32  # episodes collected per iteration
@@ -58,21 +59,6 @@ class OnlineTrainConfig:
     lr: float = 3e-4
     betas: tuple[float, float] = (0.5, 0.999)  # as racer-cql
     gamma: float = 0.99
-    # dqn
-    batch_size: int = 64  # episodes per update
-    updates_per_step: int = 2
-    replay_capacity: int = 2048  # episodes
-    learning_starts: int = 128  # episodes in the buffer before the first update
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.05
-    epsilon_fraction: float = 0.5  # of the iterations over which epsilon decays linearly
-    target_update_interval: int = 20  # updates
-    # actor-critic
-    actor_layers: int = 3  # the GPT's last layers that belong to the actor (the rest are shared)
-    critic_layers: int = 3  # transformer layers added for the critic
-    gae_lambda: float = 0.95
-    value_coef: float = 0.5
-    entropy_coef: float = 0.01
     # bookkeeping
     eval_every: int = 25
     checkpoint_every: int = 50
@@ -81,22 +67,60 @@ class OnlineTrainConfig:
     agent_name: str | None = None  # W/agents/<name>/; default: the algorithm's name
 
     def __post_init__(self) -> None:
-        if self.algo not in ONLINE_ALGOS:
+        expected = next((a for a, c in ONLINE_CONFIGS.items() if c is type(self)), None)
+        if self.algo != expected:
             raise RacerError(f"online --algo must be one of {ONLINE_ALGOS}, got {self.algo!r}")
         if self.preset not in GPT_PRESETS:
             raise RacerError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
         if self.agent_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.agent_name):
             raise RacerError(f"--name must be letters, digits, '_', '.', '-' (a directory name), got {self.agent_name!r}")
         check_reward_kind(self.reward)
-        if min(self.steps, self.num_envs, self.segment_codes, self.batch_size, self.replay_capacity) < 1:
-            raise RacerError("steps, num_envs, segment_codes, batch_size and replay_capacity must be >= 1")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.epsilon_end <= self.epsilon_start <= 1:
-            raise RacerError(f"need 0 <= gamma <= 1 and 0 <= epsilon_end <= epsilon_start <= 1; got {self.gamma}, "
-                             f"{self.epsilon_end}, {self.epsilon_start}")
+        if min(self.steps, self.num_envs, self.segment_codes) < 1:
+            raise RacerError("steps, num_envs and segment_codes must be >= 1")
+        if not 0 <= self.gamma <= 1:
+            raise RacerError(f"need 0 <= gamma <= 1, got {self.gamma}")
 
     @property
     def name(self) -> str:
         return self.agent_name or self.algo
+
+
+@dataclass(frozen=True)
+class DQNConfig(OnlineTrainConfig):
+    """Online DQN: epsilon-greedy episodes into a replay memory, double-DQN updates on whole episodes."""
+
+    algo: str = "dqn"
+    batch_size: int = 64  # episodes per update
+    updates_per_step: int = 2
+    replay_capacity: int = 2048  # episodes
+    learning_starts: int = 128  # episodes in the buffer before the first update
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_fraction: float = 0.5  # of the iterations over which epsilon decays linearly
+    target_update_interval: int = 20  # updates
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.batch_size, self.replay_capacity) < 1:
+            raise RacerError("batch_size and replay_capacity must be >= 1")
+        if not 0 <= self.epsilon_end <= self.epsilon_start <= 1:
+            raise RacerError(f"need 0 <= epsilon_end <= epsilon_start <= 1; got {self.epsilon_end}, "
+                             f"{self.epsilon_start}")
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig(OnlineTrainConfig):
+    """Online advantage actor-critic (GAE) on the episodes just collected."""
+
+    algo: str = "actor-critic"
+    actor_layers: int = 3  # the GPT's last layers that belong to the actor (the rest are shared)
+    critic_layers: int = 3  # transformer layers added for the critic
+    gae_lambda: float = 0.95
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+
+
+ONLINE_CONFIGS: dict[str, type[OnlineTrainConfig]] = {"dqn": DQNConfig, "actor-critic": ActorCriticConfig}
 
 
 #: per-preset defaults (``demo``: minutes on 2 CPU cores; ``paper``: the paper's GPT size).
@@ -110,9 +134,15 @@ ONLINE_DEFAULTS: dict[str, dict] = {
 }
 
 
-def online_config_for(preset: str, **overrides) -> OnlineTrainConfig:
-    """The preset's online training defaults with ``overrides`` (None values ignored) applied."""
-    return config_for(OnlineTrainConfig, ONLINE_DEFAULTS, preset, "agent", **overrides)
+def online_config_for(preset: str, algo: str = "dqn", **overrides) -> OnlineTrainConfig:
+    """``algo``'s config with the preset's online defaults (those that are its settings) and ``overrides`` (None
+    values ignored) applied; a setting of the other algorithm is an error that names it."""
+    if algo not in ONLINE_CONFIGS:
+        raise RacerError(f"online --algo must be one of {ONLINE_ALGOS}, got {algo!r}")
+    cls = ONLINE_CONFIGS[algo]
+    names = {f.name for f in fields(cls)}
+    defaults = {p: {k: v for k, v in d.items() if k in names} for p, d in ONLINE_DEFAULTS.items()}
+    return config_for(cls, defaults, preset, "agent", **overrides)
 
 
 class ActorCriticGPT(nn.Module):
@@ -219,7 +249,7 @@ class Replay:
         self.size, self.next = n, state["next"]
 
 
-def epsilon(cfg: OnlineTrainConfig, step: int) -> float:
+def epsilon(cfg: DQNConfig, step: int) -> float:
     """Linear decay from epsilon_start to epsilon_end over the first epsilon_fraction of the iterations."""
     frac = min(step / max(cfg.epsilon_fraction * cfg.steps, 1), 1.0)
     return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
@@ -334,7 +364,7 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
 class _DQN:
     """Epsilon-greedy GPT Q-network with a replay buffer of episodes and a hard-updated target network."""
 
-    def __init__(self, cfg: OnlineTrainConfig, gpt_cfg: GPTConfig, dim: int, device: torch.device) -> None:
+    def __init__(self, cfg: DQNConfig, gpt_cfg: GPTConfig, dim: int, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
         self.policy = GestureGPT(gpt_cfg).to(device)
         self.target = copy.deepcopy(self.policy).eval()
@@ -392,7 +422,7 @@ class _DQN:
 class _ActorCritic:
     """A2C with the paper's actor/critic split of the GPT; sampling from the policy for exploration."""
 
-    def __init__(self, cfg: OnlineTrainConfig, gpt_cfg: GPTConfig, device: torch.device) -> None:
+    def __init__(self, cfg: ActorCriticConfig, gpt_cfg: GPTConfig, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
         actor_layers = min(cfg.actor_layers, gpt_cfg.n_layer)
         self.net = ActorCriticGPT(gpt_cfg, actor_layers, cfg.critic_layers).to(device)

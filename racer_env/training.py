@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +45,12 @@ def config_for(config_cls, defaults: dict[str, dict], preset: str, what: str, **
     """``config_cls`` with preset ``preset``'s defaults and ``overrides`` (None values ignored) applied."""
     if preset not in defaults:
         raise RacerError(f"unknown {what} preset {preset!r}; choose one of {sorted(defaults)}")
-    cfg = config_cls(preset=preset, **defaults[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - {f.name for f in fields(config_cls)})
+    if unknown:
+        raise RacerError(f"{', '.join('--' + k.replace('_', '-') for k in unknown)}: not a setting of "
+                         f"{config_cls.__name__}")
+    return replace(config_cls(preset=preset, **defaults[preset]), **given)
 
 
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
