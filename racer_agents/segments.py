@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from racer_env.dataset.episodes import GROUND_TRUTH
 from racer_env.envs.episode_data import ObservationConfig
 from racer_env.errors import RacerError
-
-GROUND_TRUTH = "ground_truth"  # the source name of the human speaker's episodes (see racer_env.dataset.episodes)
 
 
 @dataclass

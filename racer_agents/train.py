@@ -38,11 +38,11 @@ from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import (
     DATASET_NAME,
-    ID_PATTERN,
     DatasetError,
     datasets_root,
     default_dataset_id,
     minari_root,
+    parse_id,
 )
 from racer_env.distributed import setup
 from racer_env.errors import RacerError
@@ -145,15 +145,18 @@ def find_dataset(workspace: Workspace, dataset_id: str | None):
             raise DatasetError(f"--dataset {dataset_id}: no such dataset in {root}; it holds "
                                f"{', '.join(sorted(local)) or 'none'}")
         return minari.load_dataset(dataset_id)
-    base = ID_PATTERN.match(default_dataset_id(workspace))["base"]
+    base = parse_id(default_dataset_id(workspace))[:2]  # (namespace, name)
     vqvae, reward = (read_checksum(workspace.root / d / "model.pt") for d in ("vqvae", "reward"))
     candidates = []
     for did in local:
-        m = ID_PATTERN.match(did)
-        if m and m["base"] == base:
+        try:
+            *other, version = parse_id(did)
+        except DatasetError:
+            continue  # another project's dataset in a shared MINARI_DATASETS_PATH
+        if tuple(other) == base:
             meta = minari.load_dataset(did).storage.metadata
             if meta.get("vqvae_sha256") == vqvae and meta.get("reward_sha256") == reward:
-                candidates.append((int(m["version"]), did))
+                candidates.append((version, did))
     if not candidates:
         raise DatasetError(f"no {DATASET_NAME} dataset built from this workspace's models; run racer dataset build "
                          f"{workspace.root} first")

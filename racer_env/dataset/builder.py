@@ -32,6 +32,7 @@ import numpy as np
 from racer_env import __version__
 from racer_env.dataset.episodes import (
     AUGMENTATIONS,
+    GROUND_TRUTH,
     SOURCES,
     AugmentConfig,
     Episode,
@@ -60,7 +61,17 @@ from racer_env.workspace import (
 )
 
 DATASET_NAME = "augmented"
-ID_PATTERN = re.compile(r"^(?P<base>[A-Za-z0-9_\-/]+)-v(?P<version>\d+)$")
+
+
+def parse_id(dataset_id: str) -> tuple[str | None, str, int]:
+    """(namespace, name, version) of a versioned Minari dataset id, by Minari's own parser; a DatasetError for an
+    id Minari would not accept or one without a version."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        return parse_dataset_id(dataset_id)
+    except (ValueError, TypeError):  # (TypeError: Minari's parser on an id without -vN)
+        raise DatasetError(f"dataset id must look like 'namespace/name-v0', got {dataset_id!r}") from None
 
 
 class DatasetError(RacerError):
@@ -108,10 +119,10 @@ def _existing_inputs(dataset_id: str) -> str | None:
 
 def resolve_id(requested: str | None, default: str, inputs_sha: str) -> tuple[str, bool]:
     """(id to write, whether it already holds this exact dataset)."""
+    from minari.dataset.minari_dataset import gen_dataset_id
+
     dataset_id = requested or default
-    match = ID_PATTERN.match(dataset_id)
-    if not match:
-        raise DatasetError(f"dataset id must look like 'namespace/name-v0', got {dataset_id!r}")
+    namespace, name, version = parse_id(dataset_id)
     while True:
         existing = _existing_inputs(dataset_id)
         if existing is None:
@@ -121,7 +132,8 @@ def resolve_id(requested: str | None, default: str, inputs_sha: str) -> tuple[st
         if requested:
             raise DatasetError(f"dataset {dataset_id!r} exists and was built from other inputs or settings; it is "
                                f"never overwritten: choose another id or version")
-        dataset_id = f"{match['base']}-v{int(ID_PATTERN.match(dataset_id)['version']) + 1}"
+        version += 1
+        dataset_id = gen_dataset_id(namespace, name, version)
 
 
 def _code_permalink() -> str:
@@ -173,7 +185,7 @@ def build_dataset(
             return {"id": dataset_id, "skipped": True, "root": str(root)}
         episodes = make_episodes(data, data.split_ids("train"), config)
         if policy is not None:
-            segments = [(e.clip, e.start, len(e.actions)) for e in episodes if e.source == "ground_truth"]
+            segments = [(e.clip, e.start, len(e.actions)) for e in episodes if e.source == GROUND_TRUTH]
             episodes += policy_episodes(data, segments, policy, obs_config)
         label_episodes(data, episodes, obs_config, progress=progress, reward=reward)
         ref_min, ref_max = reference_scores(data, episodes, config, obs_config, reward)
@@ -190,7 +202,7 @@ def build_dataset(
 def reference_scores(data: EnvData, episodes: list[Episode], config: AugmentConfig,
                      obs_config: ObservationConfig, reward: str = "contrastive") -> tuple[float, float]:
     """(mean return of uniformly random codes, mean ground-truth return) over the ground-truth segments."""
-    gt = [e for e in episodes if e.source == "ground_truth"]
+    gt = [e for e in episodes if e.source == GROUND_TRUTH]
     rng = np.random.default_rng([config.seed, 1])
     random_eps = [Episode(e.clip, e.start, rng.integers(0, data.n_codes, len(e.actions)), "random") for e in gt]
     label_episodes(data, random_eps, obs_config, progress=False, reward=reward)

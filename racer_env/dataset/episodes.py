@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from racer_env.envs.episode_data import EnvData, ObservationConfig, observation, reward_input, rollout_codes
 from racer_env.errors import RacerError
 
-SOURCES = ("ground_truth", "random_substitution", "nn_substitution", "time_shift", "codes_from_other_clip",
+GROUND_TRUTH = "ground_truth"  # the source of the human speaker's episodes
+SOURCES = (GROUND_TRUTH, "random_substitution", "nn_substitution", "time_shift", "codes_from_other_clip",
            "policy")
 AUGMENTATIONS = SOURCES[1:5]
 SHIFTS = (-4, -3, -2, 2, 3, 4)
@@ -98,7 +99,7 @@ def make_episodes(data: EnvData, clip_ids: list[str], cfg: AugmentConfig) -> lis
     episodes = []
     for i, (clip_id, start, h) in enumerate(segments):
         gt = data.clips[clip_id].codes[start + 1:start + 1 + h]
-        episodes.append(Episode(clip_id, start, gt.copy(), "ground_truth"))
+        episodes.append(Episode(clip_id, start, gt.copy(), GROUND_TRUTH))
         for j in range(cfg.augment):
             kind = AUGMENTATIONS[(i * cfg.augment + j) % len(AUGMENTATIONS)]
             episodes.append(Episode(clip_id, start, _augment(kind, data, clip_id, start, gt, segments, neighbours,
