@@ -3,7 +3,7 @@
 Runs ``racer evaluate`` (racer_agents.evaluate.evaluate) on the test split of a workspace built by ``racer demo W``
 (or by benchmarks/train_demo_weights.py --workspace W) and writes benchmarks/results/evaluation.{json,md}: every
 system's figures with their bootstrap 95 % intervals over clips, the per-clip values and the metric parameters.
-The README's evaluation tables are copied from the markdown file this writes.
+The evaluation tables of benchmarks/README.md are copied from the markdown file this writes.
 
 Usage:  python benchmarks/evaluation.py --workspace W [--results benchmarks/results/evaluation]
 """

@@ -1,7 +1,7 @@
 """The pretrained demo weights shipped with racer: ``racer generate --audio speech.wav`` works without training.
 
 ``racer_agents/pretrained/demo/`` is a pruned workspace made by ``benchmarks/train_demo_weights.py`` from a
-``racer demo`` run (the `demo` preset, seed 0, the 10-minute built-in corpus): the corpus manifest and
+``racer demo`` run (the `demo` preset, seed 0, the 60-minute built-in corpus of 4 speakers): the corpus manifest and
 normalisation statistics (no clips), the VQ-VAE and the racer-cql agent. ``pretrained.json`` records how it was
 made, the demo's evaluation figures and the SHA-256 of every file, which is checked before the weights are used.
 """

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from racer_env.dataset.builder import DatasetInfo
 from racer_env.dataset.episodes import GROUND_TRUTH
 from racer_env.envs.episode_data import ObservationConfig
 from racer_env.errors import RacerError
@@ -104,18 +105,10 @@ def audio_tokens(audio_context: np.ndarray, cfg: ObservationConfig) -> np.ndarra
     return tok.reshape(tok.shape[:-3] + (-1,))
 
 
-def observation_config(dataset) -> ObservationConfig:
-    """The observation settings a racer Minari dataset was built with."""
-    try:
-        return ObservationConfig(**dataset.storage.metadata["racer_inputs"]["observation"])
-    except KeyError:
-        raise RacerError(f"dataset {dataset.spec.dataset_id!r} was not built by 'racer dataset build' "
-                         f"(no racer_inputs in its metadata)") from None
-
-
 def load_segments(dataset) -> Segments:
     """Every episode of a racer Minari dataset, concatenated (episodes may differ in length)."""
-    cfg = observation_config(dataset)
+    info = DatasetInfo.of(dataset)
+    cfg = info.observation
     parts: dict[str, list] = {k: [] for k in ("audio", "prev", "actions", "rewards", "dones", "source")}
     for ep in dataset.iterate_episodes():
         steps = len(ep.actions)
@@ -135,5 +128,5 @@ def load_segments(dataset) -> Segments:
         starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
         lengths=lengths,
         source=np.array(parts["source"]),
-        sources=tuple(dataset.storage.metadata.get("sources", ())),
+        sources=info.sources,
     )

@@ -6,8 +6,9 @@
   "Supervised Learning" ablation).
 * ``d3rlpy:<Name>``: any discrete d3rlpy algorithm through the bridge, with a GPT encoder of the same preset.
 
-What makes the GPT agents generalise to speech they have never heard (measured on held-out clips, see the
-README): training windows drawn at any start step of the episodes, *history dropout* (each previous-code input
+What makes the GPT agents generalise to speech they have never heard (measured on held-out clips, see
+docs/agents.md and benchmarks/README.md): training windows drawn at any start step of the episodes, *history
+dropout* (each previous-code input
 replaced by a random code with probability ``history_dropout``, so that the agent reads the speech instead of
 continuing the code sequence it memorised), soft targets (``soft_targets`` of each label spread over the action's
 nearest codes in the codebook, in bc's cross-entropy and racer-cql's conservative term: a similar gesture is almost
@@ -33,12 +34,13 @@ from tqdm.auto import tqdm
 
 from racer_agents.gpt import GPT_PRESETS, GestureGPT, GPTConfig
 from racer_agents.losses import behaviour_cloning_loss, discrete_cql_loss, soft_target_matrix
-from racer_agents.segments import GROUND_TRUTH, Segments, load_segments, observation_config
+from racer_agents.segments import GROUND_TRUTH, Segments, load_segments
 from racer_env.checkpoint import corpus_meta, read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import (
     DATASET_NAME,
     DatasetError,
+    DatasetInfo,
     datasets_root,
     default_dataset_id,
     minari_root,
@@ -120,7 +122,7 @@ class AgentTrainConfig:
 
 TRAIN_DEFAULTS: dict[str, dict] = {
     "paper": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "target_update_interval": 1000},
-    "demo": {"alpha": 5.0, "gamma": 0.9},  # measured on validation clips (README: agents that generalise)
+    "demo": {"alpha": 5.0, "gamma": 0.9},  # measured on validation clips (docs/agents.md: what makes the GPT agents generalise)
     "tiny": {"steps": 20, "batch_size": 8, "checkpoint_every": 10, "log_every": 5, "target_update_interval": 5,
              "window": 6, "valid_every": 10},
 }
@@ -154,8 +156,11 @@ def find_dataset(workspace: Workspace, dataset_id: str | None):
         except DatasetError:
             continue  # another project's dataset in a shared MINARI_DATASETS_PATH
         if tuple(other) == base:
-            meta = minari.load_dataset(did).storage.metadata
-            if meta.get("vqvae_sha256") == vqvae and meta.get("reward_sha256") == reward:
+            try:
+                info = DatasetInfo.of(minari.load_dataset(did))
+            except DatasetError:
+                continue
+            if (info.vqvae_sha256, info.reward_sha256) == (vqvae, reward):
                 candidates.append((version, did))
     if not candidates:
         raise DatasetError(f"no {DATASET_NAME} dataset built from this workspace's models; run racer dataset build "
@@ -178,13 +183,13 @@ def train_agent(workspace: str | Workspace, config=AgentTrainConfig(), resume: b
     ws = Workspace.of(workspace)
     with minari_root(ws):
         dataset = find_dataset(ws, config.dataset)
-        meta = dataset.storage.metadata
-        obs_cfg = observation_config(dataset)
+        info = DatasetInfo.of(dataset)
+        obs_cfg = info.observation
         segments = load_segments(dataset)
     corpus = Corpus.load(ws)
     extra = {"algo": config.algo, "train": asdict(config), "observation": asdict(obs_cfg),
-             "dataset": dataset.spec.dataset_id, "dataset_inputs_sha256": meta["racer_inputs_sha256"],
-             "vqvae_sha256": meta["vqvae_sha256"], "reward_sha256": meta["reward_sha256"],
+             "dataset": info.dataset_id, "dataset_inputs_sha256": info.inputs_sha256,
+             "vqvae_sha256": info.vqvae_sha256, "reward_sha256": info.reward_sha256,
              "corpus": corpus_meta(corpus), "seed": config.seed}
     gpt_cfg = GPTConfig(n_codes=int(dataset.action_space.n), audio_dim=segments.audio_dim,
                         max_steps=config.window, **GPT_PRESETS[config.preset])
@@ -423,7 +428,7 @@ def _fit_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPT
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "model.d3") as tmp:
         algo.save(str(tmp))
-    target_return = float(dataset.storage.metadata["ref_max_score"])
+    target_return = DatasetInfo.of(dataset).ref_max_score
     write_json_atomic(meta_path, {**extra, "kind": "agent-d3rlpy", "identity_sha256": identity,
                                   "target_return": target_return})
     return {"skipped": False, "model": str(directory / "model.d3"), "checksum": identity, "seconds": seconds,

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 import gymnasium as _gym
 
 #: environment ids; kwargs are JSON values only (the workspace is a path string).
-ENV_IDS = ("racer/GestureSynthesis-v0", "racer/GestureSynthesisClip-v0")
+ENV_IDS = ("racer/GestureSynthesis-v0", "racer/GestureSynthesisClip-v0", "racer/GestureSynthesisDistance-v0")
 
 _gym.register(
     id="racer/GestureSynthesis-v0",

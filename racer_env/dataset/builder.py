@@ -23,7 +23,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -78,6 +78,39 @@ class DatasetError(RacerError):
     """A dataset that cannot be built as asked."""
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What ``racer dataset build`` records in a Minari dataset's metadata, read in this one place."""
+
+    dataset_id: str
+    inputs: dict  # everything the dataset was built from (settings and the checksums of its inputs)
+    inputs_sha256: str  # its identity: a dataset of the same inputs is reused, never rebuilt
+    vqvae_sha256: str
+    reward_sha256: str
+    sources: tuple[str, ...]  # per-step info 'source' indexes this
+    ref_min_score: float  # mean return of uniformly random codes
+    ref_max_score: float  # mean return of the ground truth
+    reward: str  # contrastive | distance
+
+    @classmethod
+    def of(cls, dataset) -> DatasetInfo:
+        """The racer metadata of a loaded Minari dataset; a DatasetError for a dataset racer did not build."""
+        meta = dataset.storage.metadata
+        try:
+            return cls(dataset.spec.dataset_id, meta["racer_inputs"], str(meta["racer_inputs_sha256"]),
+                       meta["vqvae_sha256"], meta["reward_sha256"], tuple(meta.get("sources", ())),
+                       float(meta["ref_min_score"]), float(meta["ref_max_score"]),
+                       str(meta.get("racer_reward", "contrastive")))
+        except KeyError as err:
+            raise DatasetError(f"dataset {dataset.spec.dataset_id!r} was not built by 'racer dataset build' "
+                               f"(no {err.args[0]} in its metadata)") from None
+
+    @property
+    def observation(self) -> ObservationConfig:
+        """The observation settings the episodes were recorded with."""
+        return ObservationConfig(**self.inputs["observation"])
+
+
 def datasets_root(workspace: Workspace) -> Path:
     """Where the workspace's datasets live: ``$MINARI_DATASETS_PATH`` when set, else ``W/datasets``."""
     return Path(os.environ.get("MINARI_DATASETS_PATH") or workspace.root / "datasets")
@@ -114,7 +147,10 @@ def _existing_inputs(dataset_id: str) -> str | None:
 
     if dataset_id not in minari.list_local_datasets():
         return None if not minari.storage.get_dataset_path(dataset_id).exists() else ""
-    return str(minari.load_dataset(dataset_id).storage.metadata.get("racer_inputs_sha256", ""))
+    try:
+        return DatasetInfo.of(minari.load_dataset(dataset_id)).inputs_sha256
+    except DatasetError:
+        return ""  # not a racer dataset: never reused, never overwritten
 
 
 def resolve_id(requested: str | None, default: str, inputs_sha: str) -> tuple[str, bool]:

@@ -6,7 +6,7 @@ turned into joint rotations by analytic two-bone inverse kinematics (shoulder, e
 toward a fixed down-back-outward pole). The spine and head carry sway and nods. A *code step* is 0.4 s,
 the duration one gesture code of the VQ-VAE covers.
 
-Motion rules (numbered; the README copies them):
+Motion rules (numbered; docs/corpus.md copies them):
 
 1. **Rest in pauses.** Outside a gesturing phrase both hands are at the rest pose (arms hanging, hands
    slightly in front of the hips). Preparation starts no earlier than the phrase start and retraction

@@ -5,7 +5,7 @@ model can learn from (syllable onsets, stress, loudness, pitch, pauses) are pres
 known exactly, so that the motion rules in :mod:`racer_env.corpus.synth.gestures` can be checked on the
 generated files.
 
-Audio rules (numbered; the README copies them):
+Audio rules (numbered; docs/corpus.md copies them):
 
 1. **Phrases and pauses.** Speech comes in phrases of about 2-5 s separated by pauses of 0.5-1.5 s.
    Every clip starts with a short pause (0.3-0.8 s) and ends with one (whatever time is left). Pauses
