@@ -193,48 +193,43 @@ def _add_train_parsers(stages) -> None:
     agent.add_argument("--algo", default="racer-cql", help="racer-cql (default), bc, d3rlpy:<Name> (e.g. "
                        "d3rlpy:DiscreteCQL) on the dataset, or dqn, actor-critic online on the environment")
     agent.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="GPT size (default demo)")
-    agent.add_argument("--dataset", default=None, help="Minari dataset id (default: the workspace's newest)")
-    agent.add_argument("--name", default=None, help="agent name, W/agents/<name>/ (default: the algorithm's), e.g. "
-                       "racer-cql-distance for racer-cql on the distance-reward dataset")
-    agent.add_argument("--seed", type=_seed, default=0)
-    agent.add_argument("--steps", type=_positive_int, default=None)
-    agent.add_argument("--batch-size", type=_positive_int, default=None, help="segments per step")
-    agent.add_argument("--lr", type=_positive_float, default=None)
-    agent.add_argument("--alpha", type=float, default=None,
-                       help="CQL conservative weight (default: 5 for the demo preset, 1 for paper)")
-    agent.add_argument("--gamma", type=float, default=None,
-                       help="discount (default: 0.9 for the demo preset, the paper's 0.99 for paper)")
-    agent.add_argument("--conservative-on", default=None, choices=["human", "all"],
-                       help="racer-cql: the steps the conservative term covers: the human speaker's (default) or "
-                            "every dataset step (standard CQL, augmented episodes included)")
-    agent.add_argument("--human-fraction", type=float, default=None,
-                       help="racer-cql: share of every batch drawn from the human speaker's episodes (default 0.5; "
-                            "0: uniform over all dataset windows)")
-    agent.add_argument("--soft-targets", type=float, default=None,
-                       help="share of each label spread over the 7 nearest codes of the codebook (default 0.3; 0: off)")
-    agent.add_argument("--history-dropout", type=float, default=None,
-                       help="probability that a previous-code input is replaced by a random code in training "
-                            "(default 0.8; 0: off)")
-    agent.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0)")
-    agent.add_argument("--ema-decay", type=float, default=None,
-                       help="decay of the moving average of the weights that is validated and kept (default 0.99; "
-                            "0: the raw weights)")
-    agent.add_argument("--window", type=_positive_int, default=None,
-                       help="steps per training window, drawn at any start step (default 15)")
-    agent.add_argument("--valid-every", type=int, default=None,
-                       help="steps between validation rollouts on the valid split; the weights with the best "
-                            "validation mean reward + sync are kept (default 250; 0: no validation, the last step "
-                            "is kept)")
-    agent.add_argument("--patience", type=int, default=None,
-                       help="validations without improvement before stopping (default 3; 0: never stop early)")
-    agent.add_argument("--checkpoint-every", type=_positive_int, default=None)
-    agent.add_argument("--num-envs", type=_positive_int, default=None,
-                       help="online agents: episodes collected per iteration (default 32)")
-    agent.add_argument("--reward", default=None, choices=["contrastive", "distance"],
-                       help="online agents: the environment's reward (default contrastive)")
+    _add_config_options(agent, _agent_configs())
     agent.add_argument("--resume", action="store_true", help="continue from the last checkpoint (GPT agents)")
     agent.add_argument("--force", action="store_true", help="retrain even if the agent is up to date")
     _common_options(agent, cmd_train_agent)
+
+
+def _agent_configs() -> list:
+    """The agent configs of the ``demo`` preset: the offline one, then one per online algorithm."""
+    from racer_agents.online import ONLINE_ALGOS, online_config_for
+    from racer_agents.train import agent_config_for
+
+    return [agent_config_for("demo"), *(online_config_for("demo", algo=a) for a in ONLINE_ALGOS)]
+
+
+def _add_config_options(p: argparse.ArgumentParser, configs: list) -> None:
+    """One option per config field declared with ``training.option`` (the first config that has a field gives its
+    help, and its value as the default shown); the parsed default is None, meaning the preset's value."""
+    from racer_env.training import cli_options, option_flag
+
+    seen = set()
+    for config in configs:
+        for f in cli_options(type(config)):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            meta = f.metadata
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            low = meta["low"]
+            parse = kind if low is None else _number(
+                kind, f"{'a number' if kind is float else 'an integer'} {'>' if meta['exclusive_low'] else '>='} {low:g}",
+                (lambda v, lo=low: v > lo) if meta["exclusive_low"] else (lambda v, lo=low: v >= lo))
+            value = getattr(config, f.name)
+            default = f" (demo preset: {value})" if value is not None else ""
+            flag = option_flag(f)
+            p.add_argument(flag, dest=f.name, type=parse, default=None, choices=meta["choices"],
+                           metavar=None if meta["choices"] else flag[2:].replace("-", "_").upper(),
+                           help=meta["help"] + default)
 
 
 def _add_evaluate_parsers(stages) -> None:
@@ -368,31 +363,21 @@ def cmd_train_reward(args: argparse.Namespace) -> int:
 
 
 def cmd_train_agent(args: argparse.Namespace) -> int:
-    from racer_agents.online import ONLINE_ALGOS, online_config_for
-    from racer_agents.train import agent_config_for, train_agent
+    from racer_agents.online import ONLINE_ALGOS, ONLINE_CONFIGS, online_config_for
+    from racer_agents.train import AgentTrainConfig, agent_config_for, train_agent
+    from racer_env.training import cli_options, option_flag
 
-    if args.algo in ONLINE_ALGOS:
-        offline = ("dataset", "alpha", "conservative_on", "human_fraction", "soft_targets", "history_dropout",
-                   "weight_decay", "ema_decay", "window", "valid_every", "patience")
-        given = [f"--{k.replace('_', '-')}" for k in offline if getattr(args, k) not in (None, False)]
-        if given:
-            raise RacerError(f"--algo {args.algo} learns online on the environment: {', '.join(given)} do not apply")
-        cfg = online_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
-                                batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                                checkpoint_every=args.checkpoint_every, num_envs=args.num_envs, reward=args.reward,
-                                agent_name=args.name)
-    else:
-        if args.num_envs is not None or args.reward is not None:
-            raise RacerError("--num-envs and --reward are for the online agents (--algo dqn or actor-critic); the "
-                             "offline agents take their rewards from the dataset (racer dataset build --reward)")
-        cfg = agent_config_for(args.preset, algo=args.algo, seed=args.seed, steps=args.steps,
-                               batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, gamma=args.gamma,
-                               conservative_on=args.conservative_on,
-                               human_fraction=args.human_fraction,
-                               history_dropout=args.history_dropout, weight_decay=args.weight_decay,
-                               ema=args.ema_decay, soft_targets=args.soft_targets,
-                               window=args.window, valid_every=args.valid_every, patience=args.patience,
-                               checkpoint_every=args.checkpoint_every, dataset=args.dataset, agent_name=args.name)
+    online = args.algo in ONLINE_ALGOS
+    config = ONLINE_CONFIGS[args.algo] if online else AgentTrainConfig
+    options = {f.name: f for c in _agent_configs() for f in cli_options(type(c))}
+    given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+    own = {f.name for f in cli_options(config)}
+    foreign = [option_flag(options[name]) for name in given if name not in own]
+    if foreign:
+        kind = "learns online on the environment" if online else "learns from the dataset"
+        raise RacerError(f"--algo {args.algo} {kind}: {', '.join(foreign)} do not apply")
+    make = online_config_for if online else agent_config_for
+    cfg = make(args.preset, algo=args.algo, **given)
     result = train_agent(args.workspace, cfg, resume=args.resume, force=args.force, device=args.device,
                          progress=not args.quiet)
     if _print_train_result(f"agent {cfg.name}", result) and "dataset" in result:

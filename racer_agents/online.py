@@ -35,10 +35,10 @@ from racer_agents.gpt import GPT_PRESETS, Block, GestureGPT, GPTConfig, audio_to
 from racer_agents.losses import discrete_cql_loss
 from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import corpus_meta
-from racer_env.envs.episode_data import ObservationConfig, check_reward_kind, load_env_data
+from racer_env.envs.episode_data import REWARD_KINDS, ObservationConfig, check_reward_kind, load_env_data
 from racer_env.envs.vector import GestureSynthesisVectorEnv
 from racer_env.errors import RacerError
-from racer_env.training import StageRun, config_for, resolve_device, step_rng, weight_settings
+from racer_env.training import StageRun, config_for, option, resolve_device, step_rng, weight_settings
 from racer_env.workspace import Workspace
 
 ONLINE_ALGOS = ("dqn", "actor-critic")
@@ -52,19 +52,19 @@ class OnlineTrainConfig:
 
     algo: str = ""  # set by the subclass: dqn | actor-critic
     preset: str = "demo"
-    steps: int = 300
-    num_envs: int = 32  # episodes collected per iteration
+    steps: int = option(300, "iterations", low=1)
+    num_envs: int = option(32, "online agents: episodes collected per iteration", low=1)
     segment_codes: int = 15  # H, actions per episode
-    reward: str = "contrastive"  # the environment's reward: contrastive | distance
-    lr: float = 3e-4
+    reward: str = option("contrastive", "online agents: the environment's reward", choices=REWARD_KINDS)
+    lr: float = option(3e-4, "learning rate", low=0, exclusive_low=True)
     betas: tuple[float, float] = (0.5, 0.999)  # as racer-cql
-    gamma: float = 0.99
+    gamma: float = option(0.99, "discount", low=0)
     # bookkeeping
     eval_every: int = 25
-    checkpoint_every: int = 50
+    checkpoint_every: int = option(50, "iterations between checkpoints", low=1)
     log_every: int = 5
-    seed: int = 0
-    agent_name: str | None = None  # W/agents/<name>/; default: the algorithm's name
+    seed: int = option(0, "seed of initialisation, episodes and batches", low=0)
+    agent_name: str | None = option(None, "agent name, W/agents/<name>/ (default: the algorithm's)", flag="--name")
 
     def __post_init__(self) -> None:
         expected = next((a for a, c in ONLINE_CONFIGS.items() if c is type(self)), None)
@@ -90,7 +90,7 @@ class DQNConfig(OnlineTrainConfig):
     """Online DQN: epsilon-greedy episodes into a replay memory, double-DQN updates on whole episodes."""
 
     algo: str = "dqn"
-    batch_size: int = 64  # episodes per update
+    batch_size: int = option(64, "episodes per update", low=1)
     updates_per_step: int = 2
     replay_capacity: int = 2048  # episodes
     learning_starts: int = 128  # episodes in the buffer before the first update

@@ -48,7 +48,7 @@ from racer_env.dataset.builder import (
 )
 from racer_env.distributed import setup
 from racer_env.errors import RacerError
-from racer_env.training import StageRun, config_for, step_rng, weight_settings
+from racer_env.training import StageRun, config_for, option, step_rng, weight_settings
 from racer_env.workspace import (
     Workspace,
     atomic_path,
@@ -66,29 +66,38 @@ class AgentTrainConfig:
 
     algo: str = "racer-cql"  # racer-cql | bc | d3rlpy:<Name>
     preset: str = "demo"
-    steps: int = 1500
-    batch_size: int = 64  # segments per step (paper: 256)
-    lr: float = 3e-4  # paper: 1e-4
+    steps: int = option(1500, "training steps", low=1)
+    batch_size: int = option(64, "training windows per step (paper: 256)", low=1)
+    lr: float = option(3e-4, "learning rate (paper: 1e-4)", low=0, exclusive_low=True)
     betas: tuple[float, float] = (0.5, 0.999)  # paper: Adam(0.5, 0.999)
-    gamma: float = 0.99  # paper
-    alpha: float = 1.0  # CQL conservative weight
+    gamma: float = option(0.99, "discount (the paper's 0.99)", low=0)
+    alpha: float = option(1.0, "CQL conservative weight", low=0)
     double_q: bool = True
-    conservative_on: str = "human"  # racer-cql: steps of the conservative term: human (ground truth) | all
-    human_fraction: float = 0.5  # racer-cql: share of each batch drawn from human episodes (0: uniform)
-    window: int = 15  # steps per training window, drawn at any start step (the GPT's context; the paper's 15)
-    soft_targets: float = 0.3  # share of each label spread over the action's soft_neighbours nearest codes (0: off)
+    conservative_on: str = option("human", "racer-cql: the steps the conservative term covers: the human speaker's "
+                                  "or every dataset step (standard CQL)", choices=("human", "all"))
+    human_fraction: float = option(0.5, "racer-cql: share of every batch drawn from the human speaker's episodes "
+                                   "(0: uniform over all windows)", low=0)
+    window: int = option(15, "steps per training window, drawn at any start step (the GPT's context; the paper's "
+                         "15)", low=1)
+    soft_targets: float = option(0.3, "share of each label spread over the soft_neighbours nearest codes of the "
+                                 "codebook (0: off)", low=0)
     soft_neighbours: int = 7  # nearest codes in the codebook that share a label's soft_targets mass
-    history_dropout: float = 0.8  # probability that a previous-code input is replaced by a random code (0: off)
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    ema: float = 0.99  # decay of the exponential moving average of the weights that is validated and kept (0: off)
-    valid_every: int = 250  # steps between validation rollouts (0: no validation, the last step is kept)
-    patience: int = 3  # validations without a better valid/score before training stops (0: never stop early)
+    history_dropout: float = option(0.8, "probability that a previous-code input is replaced by a random code in "
+                                    "training (0: off)", low=0)
+    weight_decay: float = option(0.0, "AdamW's decoupled weight decay", low=0)
+    ema: float = option(0.99, "decay of the moving average of the weights that is validated and kept (0: the raw "
+                        "weights)", flag="--ema-decay", low=0)
+    valid_every: int = option(250, "steps between validation rollouts on the valid split; the weights with the "
+                              "best validation mean reward + sync are kept (0: no validation, the last step is kept)",
+                              low=0)
+    patience: int = option(3, "validations without improvement before training stops (0: never stop early)", low=0)
     target_update_interval: int = 100
-    checkpoint_every: int = 250
+    checkpoint_every: int = option(250, "steps between checkpoints", low=1)
     log_every: int = 25
-    seed: int = 0
-    dataset: str | None = None  # Minari id; default: the newest racer dataset of this workspace
-    agent_name: str | None = None  # W/agents/<name>/; default: the algorithm's name (racer-cql, bc, d3rlpy-<Name>)
+    seed: int = option(0, "seed of initialisation and batches", low=0)
+    dataset: str | None = option(None, "Minari dataset id (default: the workspace's newest racer dataset)")
+    agent_name: str | None = option(None, "agent name, W/agents/<name>/ (default: the algorithm's, e.g. racer-cql, "
+                                    "d3rlpy-DiscreteCQL)", flag="--name")
 
     def __post_init__(self) -> None:
         if self.algo not in ("racer-cql", "bc") and not self.algo.startswith("d3rlpy:"):

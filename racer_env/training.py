@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,24 @@ BOOKKEEPING = ("checkpoint_every", "log_every", "eval_every", "agent_name")
 def weight_settings(config) -> dict:
     """A training config as a dict without its bookkeeping fields (the part that defines the weights)."""
     return {k: v for k, v in asdict(config).items() if k not in BOOKKEEPING}
+
+
+def option(default, help: str, flag: str | None = None, choices: tuple | None = None, low: float | None = None,
+           exclusive_low: bool = False):
+    """A config field that is also a command-line option: the dataclass is the CLI (CleanRL's habit). ``flag``
+    overrides the ``--field-name`` spelling, ``choices`` and ``low`` (the smallest value; ``exclusive_low``: values
+    must be above it) become argparse's checks, so that a bad value is refused naming the option before any work."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "low": low,
+                                            "exclusive_low": exclusive_low})
+
+
+def cli_options(config_cls) -> list[Field]:
+    """The fields of ``config_cls`` declared with :func:`option`, in declaration order."""
+    return [f for f in fields(config_cls) if "help" in f.metadata]
+
+
+def option_flag(f: Field) -> str:
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
 
 
 def config_for(config_cls, defaults: dict[str, dict], preset: str, what: str, **overrides):

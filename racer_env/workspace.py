@@ -259,6 +259,9 @@ def removed_if_left_empty(directory: str | os.PathLike) -> Iterator[Path]:
     """Run the block; if ``directory`` did not exist before it and is empty after it (a refused or interrupted
     run wrote nothing), remove it again, so that a failure leaves no empty output directory behind."""
     directory = Path(directory)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes and cleans up; another rank must not remove
+        yield directory  # a directory rank 0 has just created and not yet written to
+        return
     created = _missing_directories(directory)
     try:
         yield directory

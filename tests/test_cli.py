@@ -57,3 +57,30 @@ def test_synth_is_deterministic_and_skips_when_current(tmp_path, capsys):
     # a different seed replaces a synthetic corpus without --force
     assert main(["corpus", "synth", str(tmp_path / "A"), *common, "--seed", "4"]) == 0
     assert Corpus.load(tmp_path / "A").checksum != b.checksum
+
+
+def test_agent_options_come_from_the_config_dataclasses(tmp_path, capsys):
+    from dataclasses import fields
+
+    from racer_agents.cli import build_parser
+    from racer_agents.train import AgentTrainConfig
+    from racer_env.training import cli_options, option_flag
+
+    agent = build_parser()._subparsers._group_actions[0].choices["train"]._subparsers._group_actions[0].choices["agent"]
+    flags = {s for a in agent._actions for s in a.option_strings}
+    assert {option_flag(f) for f in cli_options(AgentTrainConfig)} <= flags  # every declared option is a flag
+    assert "--ema-decay" in flags and "--name" in flags and "--num-envs" in flags
+    assert {f.name for f in fields(AgentTrainConfig)} - {f.name for f in cli_options(AgentTrainConfig)} == {
+        "algo", "preset", "betas", "double_q", "soft_neighbours", "target_update_interval", "log_every"}
+    assert "CQL conservative weight (demo preset: 5.0)" in " ".join(agent.format_help().split())
+    for argv, message in ((["--algo", "dqn", "--dataset", "x", "--alpha", "2"], ("--algo dqn learns online on the "
+                           "environment: --alpha, --dataset do not apply")),
+                          (["--algo", "bc", "--num-envs", "4"], ("--algo bc learns from the dataset: --num-envs do "
+                           "not apply")),
+                          (["--algo", "actor-critic", "--batch-size", "8"], "--batch-size do not apply")):
+        assert main(["train", "agent", str(tmp_path / "W"), *argv]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "agent", str(tmp_path / "W"), "--steps", "0"])
+    assert "argument --steps: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "W").exists()
