@@ -9,7 +9,6 @@ the training stages through their own checkpoint checks, the last three through 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,11 +18,11 @@ from racer_env.checkpoint import read_checksum
 from racer_env.corpus.store import Corpus
 from racer_env.dataset.builder import minari_root
 from racer_env.errors import RacerError
+from racer_env.stage import RecordedStage
 from racer_env.workspace import (
     Workspace,
     remove_stale_temporaries,
     sha256_file,
-    sha256_json,
     stage_lock,
     write_json_atomic,
 )
@@ -139,24 +138,11 @@ def _stages(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> l
 
 # -- stages whose skipping this module decides ---------------------------------------------------------
 
-def _stamps_path(ws: Workspace) -> Path:
-    return ws.root / "demo" / "stamps.json"
-
-
-def _current(ws: Workspace, stage: str, inputs: dict, outputs: list[Path]) -> tuple[bool, str]:
-    """Whether ``stage`` last ran on exactly ``inputs`` and its ``outputs`` are all still there."""
-    path = _stamps_path(ws)
-    stamps = json.loads(path.read_text()) if path.is_file() else {}
-    sha = sha256_json(inputs)
-    return stamps.get(stage) == sha and all(p.exists() for p in outputs), sha
-
-
-def _stamp(ws: Workspace, stage: str, sha: str) -> None:
-    path = _stamps_path(ws)
-    stamps = json.loads(path.read_text()) if path.is_file() else {}
-    stamps[stage] = sha
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, stamps)
+def _stage(ws: Workspace, name: str, inputs: dict, outputs: list[Path]) -> RecordedStage:
+    """A demo stage identified by ``inputs``, current when ``W/demo/stamps.json`` records them under ``name`` and
+    its ``outputs`` are all still there (the demo holds its lock for all of them)."""
+    return RecordedStage(outputs[0].parent, inputs, record=ws.root / "demo" / "stamps.json", outputs=tuple(outputs),
+                         key=name)
 
 
 def _model_inputs(ws: Workspace, config: DemoConfig) -> dict:
@@ -172,8 +158,8 @@ def _evaluate(ws: Workspace, config: DemoConfig, device: str, progress: bool) ->
     from racer_env.vqvae.evaluate import evaluate_codebook
 
     out = ws.root / "demo" / "evaluation.json"
-    current, sha = _current(ws, "evaluation", _model_inputs(ws, config), [out])
-    if current:
+    stage = _stage(ws, "evaluation", _model_inputs(ws, config), [out])
+    if stage.is_current():
         return True, str(out)
     result = evaluate(ws, list(AGENTS), split=config.split, seed=config.seed, device=device, progress=progress)
     _json_path, md_path = write_results(ws, result)
@@ -185,7 +171,7 @@ def _evaluate(ws: Workspace, config: DemoConfig, device: str, progress: bool) ->
                "reward": reward}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, summary)
-    _stamp(ws, "evaluation", sha)
+    stage.save_record()
     return False, f"{md_path}"
 
 
@@ -206,11 +192,11 @@ def _video(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tu
 
     clip_id, wav = _held_out_clip(ws, config.split)
     out = ws.root / "demo" / "video"
-    current, sha = _current(ws, "video", {**_model_inputs(ws, config), "clip": clip_id}, [out / f"{wav.stem}.mp4"])
-    if current:
+    stage = _stage(ws, "video", {**_model_inputs(ws, config), "clip": clip_id}, [out / f"{wav.stem}.mp4"])
+    if stage.is_current():
         return True, str(out / f"{wav.stem}.mp4")
     result = generate(ws, wav, agent="racer-cql", out_dir=out, device=device, progress=progress)
-    _stamp(ws, "video", sha)
+    stage.save_record()
     return False, str(result.files["mp4"])
 
 
@@ -220,14 +206,14 @@ def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
 
     path = ws.root / "report.md"
     inputs = {**_model_inputs(ws, config), "evaluation": sha256_file(ws.root / "demo" / "evaluation.json")}
-    current, sha = _current(ws, "report", inputs, [path])
-    if current:
+    stage = _stage(ws, "report", inputs, [path])
+    if stage.is_current():
         return True, str(path)
     clip_id, wav = _held_out_clip(ws, config.split)
     with minari_root(ws) as root:
         dataset = f"{find_dataset(ws, None).spec.dataset_id} in {root}"
     write_report(ws, config, curves=CURVES, clip_id=clip_id, video_dir=ws.root / "demo" / "video", stem=wav.stem,
                  dataset=dataset)
-    _stamp(ws, "report", sha)
+    stage.save_record()
     return False, str(path)
 

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from racer_agents.gpt import GPT_PRESETS, Block, GestureGPT, GPTConfig, audio_token_dim, block_mask
 from racer_agents.losses import discrete_cql_loss
@@ -332,9 +331,7 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
         start, state = run.start(resume)
         if state is not None:
             learner.load_state_dict(state)
-        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-        bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"train {config.name}",
-                   disable=not progress)
+        end, bar = run.steps(start, config.steps, stop_after, f"train {config.name}", progress)
         t0, env_steps = time.perf_counter(), 0
         for step in bar:
             episodes = collect(envs, learner.chooser(step), int(step_rng(config.seed, step, 2).integers(2**31)),

@@ -22,7 +22,6 @@ without improvement).
 from __future__ import annotations
 
 import copy
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, replace
@@ -30,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from racer_agents.gpt import GPT_PRESETS, GestureGPT, GPTConfig
 from racer_agents.losses import behaviour_cloning_loss, discrete_cql_loss, soft_target_matrix
@@ -48,15 +46,11 @@ from racer_env.dataset.builder import (
 )
 from racer_env.distributed import setup
 from racer_env.errors import RacerError
+from racer_env.stage import RecordedStage
 from racer_env.training import StageRun, config_for, option, step_rng, weight_settings
 from racer_env.workspace import (
     Workspace,
     atomic_path,
-    remove_stale_temporaries,
-    removed_if_left_empty,
-    sha256_json,
-    stage_lock,
-    write_json_atomic,
 )
 
 
@@ -321,9 +315,7 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
             selection = _Selection(**state["selection"])
         net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
         ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
-        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-        bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"train {config.name}",
-                   disable=not progress or not ctx.is_main)
+        end, bar = run.steps(start, config.steps, stop_after, f"train {config.name}", progress)
         t0 = time.perf_counter()
         model.train()
         stopped_early = None
@@ -391,23 +383,22 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
 def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,
                   force: bool, device: str, progress: bool, max_timestep: int) -> dict:
     """``max_timestep``: the longest episode (a decision transformer embeds the timestep)."""
-    identity = sha256_json({"train": weight_settings(config), "gpt": extra["gpt"],
-                            "dataset": extra["dataset_inputs_sha256"]})
-    with stage_lock(directory.parent, directory.name), removed_if_left_empty(directory):
-        remove_stale_temporaries(directory)
-        return _fit_d3rlpy(directory, dataset, config, gpt_cfg, obs_cfg, extra, identity, force, device, progress,
-                           max_timestep)
+    stage = RecordedStage(directory, {"train": weight_settings(config), "gpt": extra["gpt"],
+                                      "dataset": extra["dataset_inputs_sha256"]},
+                          record=directory / "meta.json", outputs=(directory / "model.d3",))
+    with stage.locked():
+        if stage.is_current() and not force:
+            return {"skipped": True, "model": str(directory / "model.d3")}
+        return _fit_d3rlpy(stage, dataset, config, gpt_cfg, obs_cfg, extra, device, progress, max_timestep)
 
 
-def _fit_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,
-                identity: str, force: bool, device: str, progress: bool, max_timestep: int) -> dict:
+def _fit_d3rlpy(stage: RecordedStage, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,
+                device: str, progress: bool, max_timestep: int) -> dict:
     from d3rlpy.logging import NoopAdapterFactory
 
     from racer_agents.d3rlpy_bridge import GPTEncoderFactory, algo_config, minari_to_mdp_dataset
 
-    meta_path = directory / "meta.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("identity_sha256") == identity and not force:
-        return {"skipped": True, "model": str(directory / "model.d3")}
+    directory = stage.directory
     name = config.algo.split(":", 1)[1]
     dt_cfg = replace(gpt_cfg, max_steps=obs_cfg.past + 1)
     encoder = GPTEncoderFactory(gpt_config=dt_cfg.to_dict(), past=obs_cfg.past, lookahead=obs_cfg.lookahead)
@@ -437,8 +428,7 @@ def _fit_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: GPT
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "model.d3") as tmp:
         algo.save(str(tmp))
-    target_return = DatasetInfo.of(dataset).ref_max_score
-    write_json_atomic(meta_path, {**extra, "kind": "agent-d3rlpy", "identity_sha256": identity,
-                                  "target_return": target_return})
-    return {"skipped": False, "model": str(directory / "model.d3"), "checksum": identity, "seconds": seconds,
+    stage.save_record({**extra, "kind": "agent-d3rlpy", "target_return": DatasetInfo.of(dataset).ref_max_score})
+    return {"skipped": False, "model": str(directory / "model.d3"), "checksum": stage.identity_sha,
+            "seconds": seconds,
             "transitions_per_second": transitions_per_second}

@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from racer_env.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from racer_env.errors import RacerError
+from racer_env.stage import Stage
 from racer_env.workspace import (
-    remove_stale_temporaries,
-    removed_if_left_empty,
-    sha256_json,
-    stage_lock,
     write_text_atomic,
 )
 
@@ -82,14 +78,15 @@ def step_torch_generator(seed: int, step: int) -> torch.Generator:
 
 
 @dataclass
-class StageRun:
-    """Files of one training stage and the rules for skipping and resuming it."""
+class StageRun(Stage):
+    """A training stage: model.pt records the identity, checkpoint.pt resumes, metrics.jsonl logs."""
 
     directory: Path
-    kind: str  # 'vqvae', 'reward'
+    kind: str  # 'vqvae', 'reward', 'agent'
     identity: dict
     world_size: int = 1  # processes of the run (racer_env.distributed); a checkpoint resumes only with the same
     main: bool = True  # this process writes the files (rank 0); the others only read
+    lock_name: str = ""
 
     @property
     def model_path(self) -> Path:
@@ -103,29 +100,15 @@ class StageRun:
     def metrics_path(self) -> Path:
         return self.directory / "metrics.jsonl"
 
-    @property
-    def identity_sha(self) -> str:
-        return sha256_json(self.identity)
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold this stage's lock for the block (a second run of the stage on the workspace is refused); the
-        temporaries of killed runs are removed first, and a stage directory this run created but left empty (a
-        refused or interrupted run) is removed again."""
-        with stage_lock(self.directory.parent, self.directory.name), removed_if_left_empty(self.directory):
-            if self.main:
-                remove_stale_temporaries(self.directory)
-            yield
-
-    def is_current(self) -> bool:
-        """True when model.pt exists and was trained with this identity."""
+    def recorded_identity(self) -> str | None:
+        """The identity model.pt was trained with (None: no model, or an unreadable one)."""
         if not self.model_path.is_file():
-            return False
+            return None
         try:
             meta, _, _ = load_checkpoint(self.model_path, self.kind)
         except CheckpointError:
-            return False
-        return meta.get("identity_sha256") == self.identity_sha
+            return None
+        return meta.get("identity_sha256")
 
     def start(self, resume: bool) -> tuple[int, dict | None]:
         """Prepare the directory; returns (first step, training state to restore or None)."""
@@ -179,6 +162,12 @@ class StageRun:
     def save_model(self, step: int, state: dict, extra: dict) -> str | None:
         """Write model.pt (rank 0; other ranks get None) and return its checksum."""
         return save_checkpoint(self.model_path, self.meta(step, extra), state) if self.main else None
+
+    def steps(self, start: int, steps: int, stop_after: int | None, desc: str, progress: bool) -> tuple[int, tqdm]:
+        """(end, progress bar over steps start .. end - 1) of this call: the run's ``steps``, or ``stop_after`` of them
+        (tests of interruption); the bar shows on the writing rank only."""
+        end = steps if stop_after is None else min(steps, start + stop_after)
+        return end, tqdm(range(start, end), initial=start, total=steps, desc=desc, disable=not progress or not self.main)
 
     def finish(self, end: int, steps: int, model_state: dict, extra: dict) -> dict:
         """End of a training call that ran up to step ``end`` of ``steps``: the result of an interrupted run, or

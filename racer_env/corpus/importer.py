@@ -36,6 +36,7 @@ from racer_env.motion.resample import resample_rotations
 from racer_env.motion.rotations import euler_to_matrix, matrix_to_rotvec
 from racer_env.motion.skeleton import Skeleton
 from racer_env.motion.upper_body import UnmappableSkeletonError, upper_body_joints
+from racer_env.stage import RecordedStage
 from racer_env.workspace import (
     Workspace,
     check_output_directory,
@@ -218,15 +219,17 @@ def import_corpus(
 def _import_locked(src: Path, ws: Workspace, pairs: list[SourcePair], config: ImportConfig, force: bool,
                    workers: int | None, progress: bool, source_info: dict | None) -> ImportResult:
     sources = [[p.clip_id, sha256_file(p.wav), sha256_file(p.bvh)] for p in pairs]
-    inputs_sha = sha256_json({"config": config.to_dict(), "sources": sources, "format": FORMAT_VERSION})
-    if (ws.corpus / "manifest.json").is_file():
+    stage = RecordedStage(ws.corpus, {"config": config.to_dict(), "sources": sources, "format": FORMAT_VERSION},
+                          record=ws.corpus / "manifest.json", key="inputs_sha256")
+    inputs_sha = stage.identity_sha
+    if stage.record.is_file():
         try:
             existing = Corpus(ws.corpus)
         except CorpusError as err:
             if not force:
                 raise CorpusError(f"{err}; pass --force to replace it") from None
             existing = None  # unreadable: replaced below
-        if existing is not None and existing.manifest.get("inputs_sha256") == inputs_sha:
+        if existing is not None and stage.is_current():
             return ImportResult(existing, True, existing.manifest.get("reports", {}))
         if existing is not None and not force:
             raise CorpusError(f"{ws.corpus}: a corpus built from other sources or settings is already there; "

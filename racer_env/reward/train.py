@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Clip, Corpus
@@ -310,9 +309,7 @@ def train_reward(
                  "vqvae_sha256": vqvae_sha, "seed": config.seed}
         net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
         ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
-        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-        bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train reward",
-                   disable=not progress or not ctx.is_main)
+        end, bar = run.steps(start, config.steps, stop_after, "train reward", progress)
         t0 = time.perf_counter()
         model.train()
         for step in bar:

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from racer_env.checkpoint import corpus_meta
 from racer_env.corpus.store import Corpus, CorpusError
@@ -233,9 +232,7 @@ def train_vqvae(
         net = ctx.wrap(model, dev)  # DistributedDataParallel under torchrun
         ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
         extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus), "seed": config.seed}
-        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-        bar = tqdm(range(start, end), initial=start, total=config.steps, desc="train vqvae",
-                   disable=not progress or not ctx.is_main)
+        end, bar = run.steps(start, config.steps, stop_after, "train vqvae", progress)
         t0 = time.perf_counter()
         model.train()
         for step in bar:
