@@ -167,25 +167,19 @@ def _add_dataset_parsers(stages) -> None:
 def _add_train_parsers(stages) -> None:
     train = stages.add_parser("train", help="train a model of the pipeline")
     verbs = train.add_subparsers(dest="verb", required=True, metavar="MODEL")
-    for name, help_text, func in (("vqvae", "the gesture codebook (VQ-VAE)", cmd_train_vqvae),
-                                  ("reward", "the contrastive speech-gesture reward model", cmd_train_reward)):
+    from racer_env.reward.train import reward_train_config_for
+    from racer_env.vqvae.train import train_config_for
+
+    for name, help_text, func, config in (
+            ("vqvae", "the gesture codebook (VQ-VAE)", cmd_train_vqvae, train_config_for("demo")),
+            ("reward", "the contrastive speech-gesture reward model", cmd_train_reward, reward_train_config_for("demo"))):
         p = verbs.add_parser(name, help=help_text)
         p.add_argument("workspace", type=Path, help="workspace directory W")
         p.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="model size (default demo)")
-        p.add_argument("--seed", type=_seed, default=0, help="seed of initialisation and batches")
-        p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the preset's)")
-        p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the preset's")
-        p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the preset's)")
-        p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints")
+        _add_config_options(p, [config])
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same run")
         p.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
         _common_options(p, func)
-        if name == "vqvae":
-            p.add_argument("--ema", action="store_true", help="EMA codebook updates instead of the codebook loss")
-            p.add_argument("--no-dead-code-reset", dest="dead_code_reset", action="store_false", default=None,
-                           help="do not re-seed unused codes")
-        else:
-            p.add_argument("--window", type=_positive_int, default=None, help="code steps per reward window")
 
 
     agent = verbs.add_parser("agent", help="an agent on the workspace's Minari dataset")
@@ -219,17 +213,28 @@ def _add_config_options(p: argparse.ArgumentParser, configs: list) -> None:
                 continue
             seen.add(f.name)
             meta = f.metadata
+            value = getattr(config, f.name)
+            if str(f.type) == "bool":  # a switch that sets the other value than the preset's
+                p.add_argument(option_flag(f), dest=f.name, action="store_const", const=not f.default, default=None,
+                               help=("turn off: " if f.default else "") + meta["help"])
+                continue
             kind = {"int": int, "float": float}.get(str(f.type), str)
             low = meta["low"]
             parse = kind if low is None else _number(
                 kind, f"{'a number' if kind is float else 'an integer'} {'>' if meta['exclusive_low'] else '>='} {low:g}",
                 (lambda v, lo=low: v > lo) if meta["exclusive_low"] else (lambda v, lo=low: v >= lo))
-            value = getattr(config, f.name)
             default = f" (demo preset: {value})" if value is not None else ""
             flag = option_flag(f)
             p.add_argument(flag, dest=f.name, type=parse, default=None, choices=meta["choices"],
                            metavar=None if meta["choices"] else flag[2:].replace("-", "_").upper(),
                            help=meta["help"] + default)
+
+
+def _given_options(args: argparse.Namespace, config_cls) -> dict:
+    """The options of ``config_cls`` given on the command line (None: not given, the preset's value)."""
+    from racer_env.training import cli_options
+
+    return {f.name: getattr(args, f.name) for f in cli_options(config_cls) if getattr(args, f.name) is not None}
 
 
 def _add_evaluate_parsers(stages) -> None:
@@ -342,21 +347,18 @@ def _print_train_result(stage: str, result: dict) -> bool:
 
 
 def cmd_train_vqvae(args: argparse.Namespace) -> int:
-    from racer_env.vqvae.train import train_config_for, train_vqvae
+    from racer_env.vqvae.train import VQVAETrainConfig, train_config_for, train_vqvae
 
-    cfg = train_config_for(args.preset, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                           checkpoint_every=args.checkpoint_every, ema=args.ema or None,
-                           dead_code_reset=args.dead_code_reset)
+    cfg = train_config_for(args.preset, **_given_options(args, VQVAETrainConfig))
     _print_train_result("vqvae", train_vqvae(args.workspace, cfg, resume=args.resume, force=args.force,
                                              device=args.device, progress=not args.quiet))
     return 0
 
 
 def cmd_train_reward(args: argparse.Namespace) -> int:
-    from racer_env.reward.train import reward_train_config_for, train_reward
+    from racer_env.reward.train import RewardTrainConfig, reward_train_config_for, train_reward
 
-    cfg = reward_train_config_for(args.preset, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
-                                  lr=args.lr, checkpoint_every=args.checkpoint_every, window_codes=args.window)
+    cfg = reward_train_config_for(args.preset, **_given_options(args, RewardTrainConfig))
     _print_train_result("reward", train_reward(args.workspace, cfg, resume=args.resume, force=args.force,
                                                device=args.device, progress=not args.quiet))
     return 0

@@ -43,7 +43,7 @@ from racer_env.errors import RacerError
 from racer_env.motion.upper_body import canonical_name
 from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import WindowSet, build_windows
-from racer_env.training import StageRun, config_for, step_rng, weight_settings
+from racer_env.training import StageRun, config_for, option, step_rng, weight_settings
 from racer_env.vqvae.tokenize import load_vqvae
 from racer_env.workspace import Workspace
 
@@ -94,16 +94,16 @@ def part_channels(joint_names: list[str] | tuple[str, ...], part: str) -> np.nda
 @dataclass(frozen=True)
 class RewardTrainConfig:
     preset: str = "demo"
-    window_codes: int = 4  # W: 1.6 s at 8 frames per code and 20 fps
+    window_codes: int = option(4, "code steps per reward window (W; 4 = 1.6 s)", flag="--window", low=1)
     # 500 steps with part negatives cost about what 1500 plain steps did (the motion encoder sees 3x the
     # windows) and reach R@1 0.71 on the demo corpus (benchmarks/reward_ablations.py)
-    steps: int = 500
-    batch_size: int = 128
-    lr: float = 1e-3
+    steps: int = option(500, "training steps", low=1)
+    batch_size: int = option(128, "windows per batch", low=1)
+    lr: float = option(1e-3, "learning rate", low=0, exclusive_low=True)
     weight_decay: float = 1e-4
-    checkpoint_every: int = 250
+    checkpoint_every: int = option(250, "steps between checkpoints", low=1)
     log_every: int = 25
-    seed: int = 0
+    seed: int = option(0, "seed of initialisation and batches", low=0)
     # defaults measured on the demo corpus (benchmarks/reward_ablations.py): hard negatives at 2-3 code steps
     # gave the true codes one step off a reward of -0.24, below random codes (0.06), a cliff; the graded
     # target gives 0.51-0.53 at one step and 0.41-0.42 at two (random 0.15)

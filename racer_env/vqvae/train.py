@@ -29,6 +29,7 @@ from racer_env.errors import RacerError
 from racer_env.training import (
     StageRun,
     config_for,
+    option,
     step_rng,
     step_torch_generator,
     weight_settings,
@@ -43,10 +44,12 @@ class VQVAETrainConfig:
     """How the VQ-VAE is trained. Per-preset defaults in ``TRAIN_DEFAULTS``; the paper's in its comments."""
 
     preset: str = "demo"
-    steps: int = 1200  # issue 13: at 800 steps the nods were not yet stable (nod recall 0.33 on the demo corpus)
-    batch_size: int = 64  # paper: 64
+    # issue 13: at 800 steps the nods were not yet stable (nod recall 0.33 on the demo corpus)
+    steps: int = option(1200, "training steps", low=1)
+    batch_size: int = option(64, "clips per batch (paper: 64)", low=1)
     crop_frames: int = 120  # paper: T = 120 frames (15 codes)
-    lr: float = 1e-3  # paper: 3e-5 with Adam(0.9, 0.999); higher so `demo` trains in minutes
+    lr: float = option(1e-3, "learning rate (paper: 3e-5; higher so that demo trains in minutes)", low=0,
+                       exclusive_low=True)
     lr_final_frac: float = 0.1  # cosine decay to lr * this
     commitment: float = 0.1  # paper: 0.1 x commitment
     # issue 13: the paper's loss keeps no beat stroke or nod (benchmarks/codebook_fidelity.py); position_weight,
@@ -56,11 +59,11 @@ class VQVAETrainConfig:
     peak_weight: float = 16.0  # velocity/acceleration errors weighted by 1 + this x |target| / mean |target|
     smooth_sigma: float = 0.5  # decode smoothing sigma (frames, kernel 5; 0 = none), kept in the model config
     loss_norm: str = "l1"  # "l1" (paper) or "l2": the distance of every reconstruction term
-    ema: bool = False  # EMA codebook (documented option, off in the paper)
-    dead_code_reset: bool = True  # re-seed unused codes from encoder outputs (documented option)
-    checkpoint_every: int = 200
+    ema: bool = option(False, "EMA codebook updates instead of the codebook loss (off in the paper)")
+    dead_code_reset: bool = option(True, "re-seed unused codes from encoder outputs", flag="--no-dead-code-reset")
+    checkpoint_every: int = option(200, "steps between checkpoints", low=1)
     log_every: int = 10
-    seed: int = 0
+    seed: int = option(0, "seed of initialisation and batches", low=0)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
