@@ -83,6 +83,10 @@ class OnlineTrainConfig:
     def name(self) -> str:
         return self.agent_name or self.algo
 
+    def train(self, workspace: str | Workspace, **run) -> dict:
+        """Train this agent online on the workspace's vector environment (``run``: resume, force, device, ...)."""
+        return train_online(workspace, self, **run)
+
 
 @dataclass(frozen=True)
 class DQNConfig(OnlineTrainConfig):

@@ -122,6 +122,10 @@ class AgentTrainConfig:
     def name(self) -> str:
         return self.agent_name or self.algo.replace(":", "-")
 
+    def train(self, workspace: str | Workspace, **run) -> dict:
+        """Train this agent on the workspace's dataset (``run``: resume, force, device, progress, stop_after)."""
+        return train_offline(workspace, self, **run)
+
 
 TRAIN_DEFAULTS: dict[str, dict] = {
     "paper": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "target_update_interval": 1000},
@@ -176,13 +180,15 @@ def train_agent(workspace: str | Workspace, config=AgentTrainConfig(), resume: b
                 stop_after: int | None = None) -> dict:
     """Train (or resume, or skip when current) an agent; it is saved in ``W/agents/<algo name>/``.
 
-    ``config`` may also be an :class:`racer_agents.online.OnlineTrainConfig` (``dqn``, ``actor-critic``): those
-    learn on the vector environment instead of the dataset."""
-    from racer_agents.online import OnlineTrainConfig, train_online
+    ``config`` says how: an :class:`AgentTrainConfig` learns from the Minari dataset, an
+    :class:`racer_agents.online.OnlineTrainConfig` (``dqn``, ``actor-critic``) on the vector environment."""
+    return config.train(workspace, resume=resume, force=force, device=device, progress=progress,
+                        stop_after=stop_after)
 
-    if isinstance(config, OnlineTrainConfig):
-        return train_online(workspace, config, resume=resume, force=force, device=device, progress=progress,
-                            stop_after=stop_after)
+
+def train_offline(workspace: str | Workspace, config: AgentTrainConfig, resume: bool = False, force: bool = False,
+                  device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> dict:
+    """An agent from the workspace's Minari dataset: racer-cql and bc (GPT), or a d3rlpy algorithm."""
     ws = Workspace.of(workspace)
     with minari_root(ws):
         dataset = find_dataset(ws, config.dataset)
