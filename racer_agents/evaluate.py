@@ -32,7 +32,7 @@ from racer_agents.agent import Agent, RandomAgent, list_agents, load_agent
 from racer_agents.generate import decode_long
 from racer_agents.retrieval import NearestNeighbourAgent
 from racer_env.corpus.store import Clip, Corpus
-from racer_env.envs.episode_data import ObservationConfig, load_env_data
+from racer_env.envs.episode_data import ObservationConfig, load_env_data, reward_input, rollout_codes
 from racer_env.envs.gesture import GestureSynthesisEnv
 from racer_env.errors import RacerError
 from racer_env.metrics import fgd as fgd_mod
@@ -89,18 +89,21 @@ def positions(skeleton, rotations: np.ndarray) -> np.ndarray:
 
 
 def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[np.ndarray, float]:
-    """(codes a_0..a_L-1, mean reward) of the agent on a whole clip."""
+    """(codes a_0..a_L-1, mean reward) of the agent on a whole clip: the rollout the environment would step
+    (``racer_env.envs.episode_data.rollout_codes``), each step scored with the environment's reward and handed to
+    the agent before its next choice."""
+    data, clip = env.data, env.data.clip(clip_id)
+    rewards: list[float] = []
+
+    def score(history: np.ndarray) -> None:
+        window = reward_input(env.reward, clip, 0, history, data.scorer.window_codes, data.frames_per_code)
+        rewards.append(float(data.rewards([window], env.reward)[0]))
+        agent.observe_reward(rewards[-1])
+
     agent.reset()
-    obs, _ = env.reset(options={"clip": clip_id})
-    codes, rewards, done = [int(obs["codes"][-1])], [], False
-    while not done:
-        action = agent.act(obs)
-        obs, reward, done, truncated, _ = env.step(action)
-        agent.observe_reward(reward)
-        codes.append(action)
-        rewards.append(reward)
-        done = done or truncated
-    return np.array(codes), float(np.mean(rewards))
+    first = int(clip.codes[0])
+    actions = rollout_codes(agent.act, clip, 0, clip.n_codes - 1, first, agent.obs_cfg, data.n_codes, on_step=score)
+    return np.concatenate([[first], actions]).astype(np.int64), float(np.mean(rewards))
 
 
 @torch.no_grad()

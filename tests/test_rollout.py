@@ -60,3 +60,34 @@ def test_one_frozen_config_for_both_environments(trained_workspace):
     for bad in ({"reward": "nonsense"}, {"render_mode": "human"}, {"segment_codes": 0}, {"history": 0}):
         with pytest.raises(RacerError):
             GestureSynthesisVectorEnv(2, str(trained_workspace), **bad)
+
+
+def test_evaluation_rollout_is_the_environment_rollout(agent_workspace):
+    """racer evaluate scores each step as the environment does and hands the reward to the agent in step order."""
+    from racer_agents.evaluate import rollout_clip
+
+    class Recorder(Agent):
+        def __init__(self, n_codes: int) -> None:
+            self.n_codes, self.seen, self.rewards = n_codes, [], []
+
+        def act(self, observation: dict) -> int:
+            self.seen.append(len(self.rewards))  # rewards received before this choice
+            return _policy(self.n_codes)(observation)
+
+        def observe_reward(self, reward: float) -> None:
+            self.rewards.append(reward)
+
+    env = GestureSynthesisEnv(str(agent_workspace), split="test", segment_codes=None)
+    clip_id = env.data.split_ids("test")[0]
+    agent = Recorder(env.n_codes)
+    codes, mean = rollout_clip(env, agent, clip_id)
+    obs, _ = env.reset(options={"clip": clip_id})
+    stepped, rewards, done = [int(obs["codes"][-1])], [], False
+    while not done:
+        stepped.append(_policy(env.n_codes)(obs))
+        obs, reward, terminated, truncated, _ = env.step(stepped[-1])
+        rewards.append(reward)
+        done = terminated or truncated
+    np.testing.assert_array_equal(codes, stepped)
+    np.testing.assert_allclose(agent.rewards, rewards)
+    assert mean == float(np.mean(rewards)) and agent.seen == list(range(len(rewards)))

@@ -245,18 +245,23 @@ def observation(clip: ClipData, start: int, history: np.ndarray, cfg: Observatio
 
 
 def rollout_codes(policy: Callable[[dict], int], clip: ClipData, start: int, horizon: int, first_code: int,
-                  cfg: ObservationConfig, n_codes: int, progress: bool = False) -> np.ndarray:
-    """The one rollout without an environment: ``policy`` (observation -> code) chooses the ``horizon`` codes of
+                  cfg: ObservationConfig, n_codes: int, progress: bool = False,
+                  on_step: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """The one rollout of a policy over a clip: ``policy`` (observation -> code) chooses the ``horizon`` codes of
     clip steps ``start + 1 ..`` after a_0 = ``first_code``, seeing exactly the observations the environment
-    would give. Used for speech with no reward to score (``racer generate``) and for policy episodes of a
-    dataset (labelled afterwards in batches). Only the observed history is kept, so memory does not grow with
-    the horizon. Returns (horizon,) codes."""
+    would give. ``on_step(history)`` runs after each code with the episode so far (a_0 .. the new code), before the
+    next choice: evaluation scores the step there and hands the reward to the agent. Used by ``racer generate``
+    (no reward to score), policy episodes of a dataset (labelled afterwards in batches) and evaluation. Without
+    ``on_step`` only the observed history is kept, so memory does not grow with the horizon. Returns (horizon,)
+    codes."""
     codes = np.empty(horizon, dtype=np.int64)
     recent: deque = deque([int(first_code)], maxlen=cfg.history)  # the codes an observation shows
     for k in tqdm(range(horizon), desc="gestures", unit="code", disable=not progress):
         history = np.fromiter(recent, dtype=np.int64)
         codes[k] = policy(observation(clip, start + k + 1 - len(history), history, cfg, n_codes))
         recent.append(int(codes[k]))
+        if on_step is not None:
+            on_step(np.concatenate([[first_code], codes[:k + 1]]).astype(np.int64))
     return codes
 
 
