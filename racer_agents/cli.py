@@ -31,7 +31,7 @@ from pathlib import Path
 from racer_env.corpus.store import Corpus
 from racer_env.errors import RacerError, path_error
 from racer_env.motion.skeleton import UNITS_MM
-from racer_env.workspace import check_output_directory, stage_lock
+from racer_env.workspace import stage_lock
 
 #: exit status of a user's mistake (as argparse's), and of a run stopped by Ctrl-C (128 + SIGINT).
 EXIT_USER_ERROR = 2
@@ -93,7 +93,10 @@ def _add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (``stage`` given) without the options of the other stages' training commands:
+    those are read from the config classes, whose modules import torch, so ``racer corpus info`` and every other
+    non-training command start without loading it."""
     parser = _Parser(prog="racer", description="RACER co-speech gesture synthesis")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     corpus = stages.add_parser("corpus", help="build or inspect the corpus in a workspace")
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("workspace", type=Path, help="workspace directory W")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
-    _add_train_parsers(stages)
+    _add_train_parsers(stages, with_verbs=stage in (None, "train"))
     _add_evaluate_parsers(stages)
     _add_dataset_parsers(stages)
     gen = stages.add_parser("generate", help="gestures for a speech recording: npz, bvh and mp4")
@@ -164,8 +167,10 @@ def _add_dataset_parsers(stages) -> None:
     _common_options(build, cmd_dataset_build)
 
 
-def _add_train_parsers(stages) -> None:
+def _add_train_parsers(stages, with_verbs: bool = True) -> None:
     train = stages.add_parser("train", help="train a model of the pipeline")
+    if not with_verbs:
+        return
     verbs = train.add_subparsers(dest="verb", required=True, metavar="MODEL")
     from racer_env.reward.train import reward_train_config_for
     from racer_env.vqvae.train import train_config_for
@@ -177,9 +182,7 @@ def _add_train_parsers(stages) -> None:
         p.add_argument("workspace", type=Path, help="workspace directory W")
         p.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="model size (default demo)")
         _add_config_options(p, [config])
-        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same run")
-        p.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
-        _common_options(p, func)
+        _training_options(p, func)
 
 
     agent = verbs.add_parser("agent", help="an agent on the workspace's Minari dataset")
@@ -188,9 +191,14 @@ def _add_train_parsers(stages) -> None:
                        "d3rlpy:DiscreteCQL) on the dataset, or dqn, actor-critic online on the environment")
     agent.add_argument("--preset", default="demo", choices=["paper", "demo", "tiny"], help="GPT size (default demo)")
     _add_config_options(agent, _agent_configs())
-    agent.add_argument("--resume", action="store_true", help="continue from the last checkpoint (GPT agents)")
-    agent.add_argument("--force", action="store_true", help="retrain even if the agent is up to date")
-    _common_options(agent, cmd_train_agent)
+    _training_options(agent, cmd_train_agent)
+
+
+def _training_options(p: argparse.ArgumentParser, func) -> None:
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same run "
+                   "(not d3rlpy agents)")
+    p.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
+    _common_options(p, func)
 
 
 def _agent_configs() -> list:
@@ -296,7 +304,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     from racer_env.corpus.importer import import_corpus
 
     unit_mm = args.unit_mm if args.unit_mm is not None else UNITS_MM[args.unit]
-    check_output_directory(args.workspace, "workspace")
     start = time.perf_counter()
     result = import_corpus(args.src, args.workspace, _import_config(args, unit_mm), force=args.force,
                            workers=args.workers, progress=not args.quiet)
@@ -307,7 +314,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from racer_env.corpus.build import synth_corpus
 
-    check_output_directory(args.workspace, "workspace")
     start = time.perf_counter()
     result = synth_corpus(args.workspace, minutes=args.minutes, speakers=args.speakers, seed=args.seed,
                           clip_seconds=args.clip_seconds, config=_import_config(args, 10.0), force=args.force,
@@ -416,7 +422,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from racer_agents.demo import demo_config, run_demo
 
-    check_output_directory(args.workspace, "workspace")
     start = time.perf_counter()
     config = demo_config(args.preset, minutes=args.minutes, seed=args.seed)
     results = run_demo(args.workspace, config, device=args.device, progress=not args.quiet)
@@ -508,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] == "evaluate" and argv[1] not in EVALUATE_VERBS:
         argv.insert(1, "agents")  # racer evaluate W ... is racer evaluate agents W ...
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else "").parse_args(argv)
     try:
         return args.func(args)
     except RacerError as err:

@@ -21,6 +21,7 @@ from racer_env.errors import RacerError
 from racer_env.stage import RecordedStage
 from racer_env.workspace import (
     Workspace,
+    check_output_directory,
     remove_stale_temporaries,
     sha256_file,
     stage_lock,
@@ -81,6 +82,7 @@ def run_demo(workspace: str | Path, config: DemoConfig = DemoConfig(), device: s
              log: Callable[[str], None] = print) -> list[StageResult]:
     """Run (or skip, when current) every stage of the demo in ``workspace``; returns what each stage did."""
     ws = Workspace(workspace)
+    check_output_directory(ws.root, "workspace")
     stages = _stages(ws, config, device, progress)
     results = []
     with stage_lock(ws.root, "demo"):  # each stage also takes its own lock: a concurrent `racer train` is refused

@@ -224,7 +224,7 @@ def stage_lock(directory: str | os.PathLike, stage: str) -> Iterator[None]:
     under kill -9); the file is removed on release. Re-entrant within a process (``racer demo`` runs every stage
     under its own lock), and only rank 0 of a torchrun launch takes it (the other ranks are the same run).
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not _main_rank():
         yield
         return
     directory = Path(directory)
@@ -237,21 +237,21 @@ def stage_lock(directory: str | os.PathLike, stage: str) -> Iterator[None]:
         finally:
             _HELD[key][1] -= 1
         return
-    created = _missing_directories(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
+    with removed_if_left_empty(directory):
+        directory.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path, directory, stage)
-    except BaseException:
-        _remove_if_empty(created)
-        raise
-    _HELD[key] = [fd, 1]
-    try:
-        yield
-    finally:
-        del _HELD[key]
-        path.unlink(missing_ok=True)  # before closing: a waiter that opened this file re-checks the inode
-        os.close(fd)
-        _remove_if_empty(created)
+        _HELD[key] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            path.unlink(missing_ok=True)  # before closing: a waiter that opened this file re-checks the inode
+            os.close(fd)
+
+
+def _main_rank() -> bool:
+    """True unless this is a non-zero rank of a torchrun launch (rank 0 writes, locks and cleans up for all)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextmanager
@@ -259,8 +259,8 @@ def removed_if_left_empty(directory: str | os.PathLike) -> Iterator[Path]:
     """Run the block; if ``directory`` did not exist before it and is empty after it (a refused or interrupted
     run wrote nothing), remove it again, so that a failure leaves no empty output directory behind."""
     directory = Path(directory)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes and cleans up; another rank must not remove
-        yield directory  # a directory rank 0 has just created and not yet written to
+    if not _main_rank():  # another rank must not remove a directory rank 0 has just created and not yet written to
+        yield directory
         return
     created = _missing_directories(directory)
     try:

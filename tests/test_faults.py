@@ -270,7 +270,6 @@ def test_a_read_only_destination_is_one_line(tmp_path, capsys, monkeypatch):
             raise PermissionError(13, "Permission denied", str(self))
 
         monkeypatch.setattr("racer_env.corpus.importer.check_output_directory", lambda path, what="": Path(path))
-        monkeypatch.setattr("racer_agents.cli.check_output_directory", lambda path, what="": Path(path))
         monkeypatch.setattr(Path, "mkdir", refuse)
         assert main(["corpus", "import", str(src), str(locked / "W"), "--quiet", "--workers", "1"]) == 2
         line = one_line(capsys.readouterr().err)

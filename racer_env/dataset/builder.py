@@ -123,11 +123,22 @@ def minari_root(workspace: Workspace):
         yield Path(os.environ["MINARI_DATASETS_PATH"])
         return
     root = datasets_root(workspace)
-    os.environ["MINARI_DATASETS_PATH"] = str(root.resolve())
-    try:
+    with _minari_pointed_at(root.resolve()):
         yield root
+
+
+@contextmanager
+def _minari_pointed_at(path: Path):
+    """MINARI_DATASETS_PATH (Minari's only way to choose its root) set to ``path`` for the block, then restored."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
     finally:
-        os.environ.pop("MINARI_DATASETS_PATH", None)
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
 
 
 def default_dataset_id(workspace: Workspace, reward: str = "contrastive") -> str:
@@ -272,15 +283,10 @@ def _staging_root(root: Path):
     block runs; removed afterwards whatever happens, so a failed or interrupted build leaves nothing behind and
     never touches another run's dataset."""
     staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(root / "build"), dir=root)).resolve()
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(staging)
     try:
-        yield staging
+        with _minari_pointed_at(staging):
+            yield staging
     finally:
-        if previous is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
         shutil.rmtree(staging, ignore_errors=True)
 
 
