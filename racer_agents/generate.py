@@ -92,16 +92,22 @@ def rest_code(vqvae: VQVAE, frames_per_code: int = 8) -> int:
     return int(vqvae.encode(zeros)[0, 0])
 
 
+def code_steps(n_samples: int, rate: int, corpus: Corpus, source: str | Path = "audio array") -> int:
+    """Whole code steps in ``n_samples`` of audio at ``rate``; an AudioError naming ``source`` below one step."""
+    n_codes = int(n_samples * corpus.fps // rate) // corpus.frames_per_code
+    if n_codes < 1:
+        step = corpus.frames_per_code / corpus.fps
+        raise AudioError(f"{source}: audio of {n_samples / rate:.2f} s is shorter than one code step ({step:.2f} s); "
+                         f"gestures need at least {step:.2f} s of speech")
+    return n_codes
+
+
 def speech_clip(y: np.ndarray, corpus: Corpus) -> ClipData:
     """The recording as the environment's clip data (codes unknown), whole code steps only."""
     cfg = AudioFeatureConfig(**corpus.manifest["audio_features"])
     fpc = corpus.frames_per_code
-    feats = audio_features(y, cfg)
-    n_codes = len(feats) // fpc
-    if n_codes < 1:
-        raise AudioError(f"audio of {len(y) / cfg.sample_rate:.2f} s is shorter than one code step "
-                         f"({fpc / corpus.fps:.2f} s)")
-    feats = feats[:n_codes * fpc]
+    n_codes = code_steps(len(y), cfg.sample_rate, corpus)
+    feats = audio_features(y, cfg)[:n_codes * fpc]
     return ClipData("generated", np.zeros(n_codes, dtype=np.int64), feats, observation_audio(feats, corpus.stats, fpc))
 
 
@@ -145,12 +151,7 @@ def generate(workspace: str | Workspace | None, audio: str | Path | np.ndarray, 
         out = check_output_directory(Path(out_dir) if out_dir is not None else default_root / stem)
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     y = prepare_audio(audio, sample_rate, rate)
-    n_codes = (len(y) * corpus.fps // rate) // corpus.frames_per_code
-    if n_codes < 1:
-        source = audio if isinstance(audio, (str, Path)) else "audio array"
-        step = corpus.frames_per_code / corpus.fps
-        raise AudioError(f"{source}: audio of {len(y) / rate:.2f} s is shorter than one code step ({step:.2f} s); "
-                         f"gestures need at least {step:.2f} s of speech")
+    n_codes = code_steps(len(y), rate, corpus, audio if isinstance(audio, (str, Path)) else "audio array")
     vqvae, _, _ = load_vqvae(ws, corpus, device)
     the_agent = agent if isinstance(agent, Agent) else load_agent(ws, agent, device)
     start = time.perf_counter()
