@@ -9,9 +9,11 @@ place, so on any error nothing (neither a partial file nor a temporary one) is l
   (e.g. ``codes``, the gesture codes the motion was decoded from). Loads without ``allow_pickle``.
 * ``.bvh`` (:func:`write_motion_bvh`): the motion on the given skeleton, each joint's rotation as Euler
   angles in its own channel order; position channels hold the rest offsets.
-* ``.mp4`` (:func:`write_video`): a front-view stick figure (H.264, yuv420p) at the motion's frame rate,
-  with the speech as AAC when audio is given. Frames are streamed into the ffmpeg binary shipped by
-  ``imageio-ffmpeg`` (no system ffmpeg needed), never all held in memory.
+* ``.mp4`` (:func:`write_video`): the figure in a three-quarter perspective view, beside the real motion when a
+  reference is given, over a scrolling timeline of the speech and the detected strokes (960 x 540, H.264,
+  yuv420p; see :mod:`racer_env.video`) at the motion's frame rate, with the speech as AAC when audio is given.
+  Frames are streamed into the ffmpeg binary shipped by ``imageio-ffmpeg`` (no system ffmpeg needed), never all
+  held in memory.
 
 :func:`write_outputs` writes any of the three for one generated clip.
 """
@@ -32,7 +34,7 @@ from racer_env.errors import RacerError
 from racer_env.motion.bvh import Bvh, write_bvh
 from racer_env.motion.rotations import rotvec_to_matrix
 from racer_env.motion.skeleton import Skeleton
-from racer_env.render import BACKGROUND, render_frames
+from racer_env.video import BACKGROUND, FRAME_SIZE, Speech, Take, render_video_frames
 from racer_env.workspace import atomic_path, pause_point, temporary_path
 
 FORMATS = ("npz", "bvh", "mp4")
@@ -104,11 +106,12 @@ def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     sf.write(str(path), data, int(sample_rate), subtype="PCM_16", format="WAV")
 
 
-def _ffmpeg_command(exe: str, size: int, fps: float, wav: Path | None, out: Path) -> list[str]:
-    """Raw rgb24 frames on stdin (+ a wav) -> H.264/yuv420p (+ AAC) mp4, padded to even dimensions."""
+def _ffmpeg_command(exe: str, size: tuple[int, int], fps: float, wav: Path | None, out: Path) -> list[str]:
+    """Raw rgb24 frames of (width, height) on stdin (+ a wav) -> H.264/yuv420p (+ AAC) mp4, padded to even
+    dimensions."""
     pad_color = "0x" + "".join(f"{v:02X}" for v in BACKGROUND)
     cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size}x{size}", "-r", repr(float(fps)),
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", repr(float(fps)),
            "-i", "pipe:0"]
     if wav is not None:
         cmd += ["-i", str(wav)]
@@ -151,32 +154,40 @@ def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray]) -> None:
 
 
 def write_video(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton, fps: float,
-                audio: np.ndarray | None = None, sample_rate: int | None = None, size: int = 256,
-                progress: bool = True) -> Path:
-    """Write a stick-figure mp4 of the motion at ``fps`` with ``audio`` (if given) muxed in; returns the path.
+                audio: np.ndarray | None = None, sample_rate: int | None = None, *, label: str = "generated",
+                reference: Take | None = None, stressed: np.ndarray | None = None, progress: bool = True) -> Path:
+    """Write the mp4 of the motion at ``fps`` with ``audio`` (if given) muxed in; returns the path.
 
-    The video is ``size`` x ``size`` (rounded up to even), H.264 in yuv420p; the audio is AAC and the
-    output stops at the shorter of the two streams. Raises RuntimeError (with ffmpeg's stderr) if ffmpeg
-    fails, leaving no output.
+    ``reference`` (e.g. the real motion of the same speech) is shown left of the motion, labelled; ``stressed``
+    (onset times in s of the annotated stressed syllables) is marked on the speech timeline. The video is 960 x
+    540, H.264 in yuv420p (:mod:`racer_env.video` draws it); the audio is AAC and the output stops at the shorter
+    of the two streams. Raises RuntimeError (with ffmpeg's stderr) if ffmpeg fails, leaving no output.
     """
     from tqdm.auto import tqdm
 
     rot = _check_motion(rotations, skeleton, fps)
-    if int(size) != size or size < 16:
-        raise RacerError(f"size must be an integer of at least 16 pixels, got {size}")
     if audio is not None and not (sample_rate and sample_rate > 0):
         raise RacerError(f"sample_rate must be a positive integer when audio is given, got {sample_rate}")
     path = Path(path)
-    frames = tqdm(render_frames(skeleton, rot, int(size)), total=rot.shape[0], unit="frame",
+    takes = ([] if reference is None else [reference]) + [Take(label, rot, skeleton)]
+    speech = None if audio is None else Speech(_mono(audio), int(sample_rate), stressed)
+    frames = tqdm(render_video_frames(takes, fps, speech), total=rot.shape[0], unit="frame",
                   desc=f"video {path.name}", disable=not progress, leave=False)
     with atomic_path(path, ".mp4") as tmp:
         if audio is None:
-            _pipe_frames(_ffmpeg_command(ffmpeg_exe(), int(size), fps, None, tmp), frames)
+            _pipe_frames(_ffmpeg_command(ffmpeg_exe(), FRAME_SIZE, fps, None, tmp), frames)
         else:
             with temporary_path(path, ".wav") as wav:
                 _write_wav(wav, audio, int(sample_rate))
-                _pipe_frames(_ffmpeg_command(ffmpeg_exe(), int(size), fps, wav, tmp), frames)
+                _pipe_frames(_ffmpeg_command(ffmpeg_exe(), FRAME_SIZE, fps, wav, tmp), frames)
     return path
+
+
+def _mono(audio: np.ndarray) -> np.ndarray:
+    """(N,) float audio of (N,) or (N, channels) float or int16 audio, for the timeline."""
+    data = np.asarray(audio)
+    scale = 1 / 32768 if data.dtype == np.int16 else 1.0
+    return (data.mean(axis=1) if data.ndim == 2 else data).astype(np.float64) * scale
 
 
 # -- all formats -------------------------------------------------------------------------------------------
@@ -195,14 +206,16 @@ def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
 
 def write_outputs(out_dir: str | os.PathLike, stem: str, rotations: np.ndarray, skeleton: Skeleton,
                   fps: float, audio: np.ndarray | None = None, sample_rate: int | None = None,
-                  formats: Iterable[str] = FORMATS, progress: bool = True,
+                  formats: Iterable[str] = FORMATS, progress: bool = True, label: str = "generated",
+                  reference: Take | None = None, stressed: np.ndarray | None = None,
                   **extra: np.ndarray) -> dict[str, Path]:
     """Write ``out_dir/stem.{npz,bvh,mp4}`` (those in ``formats``); returns {format: path}.
 
     All or nothing: the files appear together once every one is written, so an interrupted call never leaves an
     npz and a bvh without the mp4 that was asked for.
 
-    ``extra`` arrays go into the npz only; ``audio`` (at ``sample_rate``) into the mp4 only.
+    ``extra`` arrays go into the npz only; ``audio`` (at ``sample_rate``), ``label``, ``reference`` and
+    ``stressed`` into the mp4 only (see :func:`write_video`).
     """
     wanted = check_formats(formats)
     _check_motion(rotations, skeleton, fps)
@@ -218,7 +231,8 @@ def write_outputs(out_dir: str | os.PathLike, stem: str, rotations: np.ndarray, 
             elif fmt == "bvh":
                 write_motion_bvh(tmp, rotations, skeleton, fps)
             else:
-                write_video(tmp, rotations, skeleton, fps, audio, sample_rate, progress=progress)
+                write_video(tmp, rotations, skeleton, fps, audio, sample_rate, label=label, reference=reference,
+                            stressed=stressed, progress=progress)
             staged[fmt] = (tmp, target)
         pause_point("generate-publish")
         for tmp, target in staged.values():  # ... and renamed only when all of them are written

@@ -1,4 +1,4 @@
-"""Motion writers (npz, BVH, mp4 with speech) and the vectorised stick-figure renderer."""
+"""Motion writers (npz, BVH, mp4 with speech) and the vectorised stick-figure renderer of the environment."""
 
 from __future__ import annotations
 
@@ -98,19 +98,19 @@ def test_bvh_reads_back_with_the_same_rotations_and_frame_time(tmp_path, skeleto
 
 # -- mp4 ---------------------------------------------------------------------------------------------------
 def test_mp4_has_every_frame_at_the_size_and_the_speech(tmp_path, skeleton, motion, speech):
-    path = write_video(tmp_path / "clip.mp4", motion, skeleton, FPS, speech, SR, size=128, progress=False)
+    path = write_video(tmp_path / "clip.mp4", motion, skeleton, FPS, speech, SR, progress=False)
     info, n_frames = _probe(path)
-    assert re.search(r"Video: h264.*yuv420p.*128x128", info), info
+    assert re.search(r"Video: h264.*yuv420p.*960x540", info), info
     assert re.search(r"\b20 fps\b", info), info
     assert re.search(r"Audio: aac.*16000 Hz", info), info
     assert n_frames == len(motion)
     assert _leftovers(tmp_path, {"clip.mp4"}) == []
 
 
-def test_mp4_without_audio_and_odd_size_is_padded_to_even(tmp_path, skeleton, motion):
-    path = write_video(tmp_path / "silent.mp4", motion[:10], skeleton, FPS, size=65, progress=False)
+def test_mp4_without_audio(tmp_path, skeleton, motion):
+    path = write_video(tmp_path / "silent.mp4", motion[:10], skeleton, FPS, progress=False)
     info, n_frames = _probe(path)
-    assert re.search(r"Video: h264.*66x66", info) and "Audio:" not in info, info
+    assert re.search(r"Video: h264.*960x540", info) and "Audio:" not in info, info
     assert n_frames == 10
 
 

@@ -31,11 +31,9 @@ from racer_env.audio.features import (
 )
 from racer_env.corpus.store import FORMAT_VERSION, Corpus, CorpusError, NormStats
 from racer_env.errors import RacerError
-from racer_env.motion.bvh import BvhError, read_bvh
-from racer_env.motion.resample import resample_rotations
-from racer_env.motion.rotations import euler_to_matrix, matrix_to_rotvec
+from racer_env.motion.bvh import BvhError
 from racer_env.motion.skeleton import Skeleton
-from racer_env.motion.upper_body import UnmappableSkeletonError, upper_body_joints
+from racer_env.motion.upper_body import UnmappableSkeletonError, read_upper_body
 from racer_env.stage import RecordedStage
 from racer_env.workspace import (
     Workspace,
@@ -145,12 +143,7 @@ def _ignore_interrupts() -> None:
 
 def import_pair(pair: SourcePair, config: ImportConfig) -> dict:
     """Read one pair into arrays: the clip's upper-body skeleton, rotations, audio features and a report."""
-    bvh = read_bvh(pair.bvh, unit_mm=config.unit_mm)
-    joints = upper_body_joints(bvh.skeleton, source=str(pair.bvh))
-    skeleton = bvh.skeleton.subset(joints)
-    angles = bvh.euler_angles()[:, joints]  # (T_src, J, 3) degrees
-    mats = np.stack([euler_to_matrix(angles[:, i], skeleton.rotation_order(i)) for i in range(len(joints))], 1)
-    rotations = matrix_to_rotvec(resample_rotations(mats, bvh.fps, config.fps))  # (T, J, 3)
+    skeleton, rotations, bvh = read_upper_body(pair.bvh, config.fps, config.unit_mm)  # (T, J, 3)
     feats = audio_features(load_audio(pair.wav, config.audio.sample_rate), config.audio,  # (T_a, F)
                            source=str(pair.wav))
     feats, rotations, report = align_to_code_steps(

@@ -21,12 +21,17 @@ Mixamo                     mixamorig:Head  mixamorig:LeftHand  mixamorig:RightHa
 
 from __future__ import annotations
 
+import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from racer_env.errors import RacerError
 from racer_env.motion.skeleton import Skeleton
+
+if TYPE_CHECKING:
+    from racer_env.motion.bvh import Bvh
 
 #: role -> accepted names (compared lower-case, namespace removed). Order = preference.
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -79,6 +84,23 @@ def upper_body_joints(skeleton: Skeleton, source: str = "skeleton") -> list[int]
     if roles["left_hand"] in right or roles["right_hand"] in left:
         raise UnmappableSkeletonError(f"{source}: one hand is an ancestor of the other; check the joint names")
     return sorted(joints)
+
+
+def read_upper_body(path: str | os.PathLike, fps: float, unit_mm: float = 10.0) -> tuple[Skeleton, np.ndarray, Bvh]:
+    """A BVH take's upper body at ``fps``: (its upper-body skeleton, (T, J, 3) local rotation vectors, the file).
+
+    The one reading of a take that corpus import and a video's reference share: the joints of
+    :func:`upper_body_joints`, Euler angles in each joint's own order, resampled by slerp."""
+    from racer_env.motion.bvh import read_bvh
+    from racer_env.motion.resample import resample_rotations
+    from racer_env.motion.rotations import euler_to_matrix, matrix_to_rotvec
+
+    bvh = read_bvh(path, unit_mm=unit_mm)
+    joints = upper_body_joints(bvh.skeleton, source=str(path))
+    skeleton = bvh.skeleton.subset(joints)
+    angles = bvh.euler_angles()[:, joints]  # (T_src, J, 3) degrees
+    mats = np.stack([euler_to_matrix(angles[:, i], skeleton.rotation_order(i)) for i in range(len(joints))], 1)
+    return skeleton, matrix_to_rotvec(resample_rotations(mats, bvh.fps, fps)), bvh  # (T, J, 3)
 
 
 def select_upper_body(skeleton: Skeleton, local_rotations: np.ndarray, source: str = "skeleton"):

