@@ -11,9 +11,10 @@
     racer dataset build W [--augment K] [--id ID] [--reward distance]  the augmented Minari dataset
     racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
     racer train agent W --algo dqn|actor-critic                    online agents on the vector environment
-    racer generate [W] --audio speech.wav [--agent NAME] [--out DIR] gestures for a recording (npz, bvh, mp4);
+    racer generate [W] --audio speech.wav [--agent NAME] [--out DIR] [--reference R.bvh]
+                                                                   gestures for a recording (npz, bvh, mp4);
                                                                    without W: the shipped pretrained demo weights
-    racer evaluate W [--agent NAME] [--split test] [--json]        metrics of agents on held-out clips
+    racer evaluate W [--agent NAME] [--split test] [--videos N]    metrics of agents on held-out clips
     racer demo W [--preset demo|tiny]                               all of the above on the built-in corpus,
                                                                    ending in W/report.md
 """
@@ -61,6 +62,7 @@ def _number(kind: type, expected: str, valid):
 
 
 _seed = _number(int, "an integer >= 0", lambda v: v >= 0)
+_count = _seed  # (the same rule: an integer >= 0)
 _positive_int = _number(int, "an integer >= 1", lambda v: v >= 1)
 _positive_float = _number(float, "a positive number", lambda v: 0 < v < float("inf"))
 
@@ -135,6 +137,9 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=None,
                      help="output directory (default: W/generated/<name>, or ./generated/<name> without W)")
     gen.add_argument("--formats", default="npz,bvh,mp4", help="comma-separated: npz, bvh, mp4")
+    gen.add_argument("--reference", type=Path, default=None, metavar="R.bvh",
+                     help="a take to show beside the generated motion in the video (e.g. the real motion of the same "
+                          "speech; any BVH skeleton with a head and two hands)")
     _common_options(gen, cmd_generate)
     demo = stages.add_parser("demo", help="the whole pipeline on the built-in corpus, ending in W/report.md")
     demo.add_argument("workspace", type=Path, help="workspace directory W")
@@ -268,6 +273,9 @@ def _add_evaluate_parsers(stages) -> None:
     agents.add_argument("--split", default="test", choices=["train", "valid", "test"])
     agents.add_argument("--sigma", type=_positive_float, default=0.3, help="beat alignment sigma in seconds")
     agents.add_argument("--seed", type=_seed, default=0)
+    agents.add_argument("--videos", type=_count, default=0, metavar="N",
+                        help="also write the videos of the first N clips, each system beside the real motion "
+                             "(W/eval/videos/<system>/<clip>.mp4)")
     agents.add_argument("--json", action="store_true")
     _common_options(agents, cmd_evaluate_agents)
     files = verbs.add_parser("files", help="motion-only metrics of any BVH against its speech (and a reference take)")
@@ -410,7 +418,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except RacerError as err:
         raise RacerError(f"--formats {args.formats}: {err}") from None
     result = generate(args.workspace, args.audio, agent=args.agent, out_dir=args.out, formats=formats,
-                      device=args.device, progress=not args.quiet)
+                      device=args.device, progress=not args.quiet, reference=args.reference)
     note = " (silent input: rest pose)" if result.silent else ""
     print(f"{result.duration_s:.1f} s of motion from {len(result.codes)} codes in {result.seconds:.2f} s "
           f"({result.real_time_factor:.0f}x real time){note}")
@@ -447,7 +455,7 @@ def cmd_evaluate_agents(args: argparse.Namespace) -> int:
 
     with stage_lock(Workspace(args.workspace).root / "eval", "evaluate"):  # one evaluation at a time writes W/eval
         result = evaluate(args.workspace, args.agent, split=args.split, sigma=args.sigma, seed=args.seed,
-                          device=args.device, progress=not args.quiet)
+                          device=args.device, progress=not args.quiet, videos=args.videos)
         json_path, md_path = write_results(Workspace(args.workspace), result)
     print(json.dumps(result, indent=2) if args.json else markdown_table(result) + f"\n{json_path}\n{md_path}")
     return 0

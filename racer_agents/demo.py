@@ -2,7 +2,7 @@
 
 Stages: synthesise the corpus, train the VQ-VAE and the reward model, build the Minari dataset, train racer-cql and
 the supervised baseline (bc), evaluate them (and the codebook and reward model) on the test split, generate the
-gestures and video of one held-out clip, write the report. Every stage skips itself when its inputs are unchanged:
+gestures and videos of two held-out clips (beside their real motion), write the report (markdown and HTML). Every stage skips itself when its inputs are unchanged:
 the training stages through their own checkpoint checks, the last three through input checksums kept in
 ``W/demo/stamps.json``. A second run of the same command therefore takes seconds.
 """
@@ -29,6 +29,7 @@ from racer_env.workspace import (
 )
 
 AGENTS = ("racer-cql", "bc")
+VIDEO_CLIPS = 2  # held-out clips the demo makes a video of (generated beside the real motion)
 CURVES = {  # stage directory -> the logged series plotted in the report
     "vqvae": ("losses/rec", "codebook/used_frac"),
     "reward": ("losses/info_nce", "train/batch_r_at_1"),
@@ -133,7 +134,7 @@ def _stages(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> l
         ("agent racer-cql (offline RL)", agent("racer-cql")),
         ("agent bc (supervised baseline)", agent("bc")),
         (f"evaluation on the {config.split} split", lambda: _evaluate(ws, config, device, progress)),
-        ("video of a held-out clip", lambda: _video(ws, config, device, progress)),
+        ("videos of held-out clips", lambda: _video(ws, config, device, progress)),
         ("report", lambda: _report(ws, config)),
     ]
 
@@ -177,29 +178,44 @@ def _evaluate(ws: Workspace, config: DemoConfig, device: str, progress: bool) ->
     return False, f"{md_path}"
 
 
-def _held_out_clip(ws: Workspace, split: str) -> tuple[str, Path]:
+def _held_out_clips(ws: Workspace, split: str, n: int = VIDEO_CLIPS) -> list[tuple[str, Path]]:
+    """The first ``n`` clips of ``split`` and the paths of their speech."""
     corpus = Corpus.load(ws)
-    ids = corpus.clip_ids(split)
+    ids = corpus.clip_ids(split)[:n]
     if not ids:
         raise RacerError(f"split {split!r} of {corpus.directory} has no clips")
-    wav = Path(corpus.record(ids[0])["source"]["wav"])
-    if not wav.is_file():
-        raise RacerError(f"{wav}: the speech of held-out clip {ids[0]} is missing (re-run racer demo "
-                                f"after deleting {ws.corpus})")
-    return ids[0], wav
+    out = []
+    for clip_id in ids:
+        wav = Path(corpus.record(clip_id)["source"]["wav"])
+        if not wav.is_file():
+            raise RacerError(f"{wav}: the speech of held-out clip {clip_id} is missing (re-run racer demo "
+                             f"after deleting {ws.corpus})")
+        out.append((clip_id, wav))
+    return out
 
 
 def _video(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tuple[bool, str]:
+    """racer-cql's gestures for the first held-out clips, each video with the real motion beside it and the
+    clip's annotated stressed syllables on its timeline."""
     from racer_agents.generate import generate
+    from racer_env.metrics.rules import load_annotation, stressed_onsets
+    from racer_env.video import Take
 
-    clip_id, wav = _held_out_clip(ws, config.split)
+    clips = _held_out_clips(ws, config.split)
     out = ws.root / "demo" / "video"
-    stage = _stage(ws, "video", {**_model_inputs(ws, config), "clip": clip_id}, [out / f"{wav.stem}.mp4"])
+    videos = [out / f"{wav.stem}.mp4" for _, wav in clips]
+    stage = _stage(ws, "video", {**_model_inputs(ws, config), "clips": [c for c, _ in clips]}, videos)
     if stage.is_current():
-        return True, str(out / f"{wav.stem}.mp4")
-    result = generate(ws, wav, agent="racer-cql", out_dir=out, device=device, progress=progress)
+        return True, ", ".join(map(str, videos))
+    corpus = Corpus.load(ws)
+    for clip_id, wav in clips:
+        clip = corpus.clip(clip_id)
+        annotation = load_annotation(ws.root, clip_id)
+        generate(ws, wav, agent="racer-cql", out_dir=out, device=device, progress=progress,
+                 reference=Take("real (corpus motion)", clip.rotations, clip.skeleton),
+                 stressed=None if annotation is None else stressed_onsets(annotation))
     stage.save_record()
-    return False, str(result.files["mp4"])
+    return False, ", ".join(map(str, videos))
 
 
 def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
@@ -207,15 +223,17 @@ def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
     from racer_agents.train import find_dataset
 
     path = ws.root / "report.md"
-    inputs = {**_model_inputs(ws, config), "evaluation": sha256_file(ws.root / "demo" / "evaluation.json")}
-    stage = _stage(ws, "report", inputs, [path])
+    clips = _held_out_clips(ws, config.split)
+    videos = {wav.stem: sha256_file(ws.root / "demo" / "video" / f"{wav.stem}.mp4") for _, wav in clips}
+    inputs = {**_model_inputs(ws, config), "evaluation": sha256_file(ws.root / "demo" / "evaluation.json"),
+              "videos": videos}  # (the page holds copies of them)
+    stage = _stage(ws, "report", inputs, [path, ws.root / "report.html"])
     if stage.is_current():
-        return True, str(path)
-    clip_id, wav = _held_out_clip(ws, config.split)
+        return True, f"{path}, {ws.root / 'report.html'}"
     with minari_root(ws) as root:
         dataset = f"{find_dataset(ws, None).spec.dataset_id} in {root}"
-    write_report(ws, config, curves=CURVES, clip_id=clip_id, video_dir=ws.root / "demo" / "video", stem=wav.stem,
-                 dataset=dataset)
+    write_report(ws, config, curves=CURVES, clips=[(c, wav.stem) for c, wav in clips],
+                 video_dir=ws.root / "demo" / "video", dataset=dataset)
     stage.save_record()
-    return False, str(path)
+    return False, f"{path}, {ws.root / 'report.html'}"
 

@@ -221,8 +221,11 @@ def reference_and_agents(ws: Workspace, corpus: Corpus, agents: list[str], seed:
 
 def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split: str = "test", sigma: float = 0.3,
              tolerance: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True,
-             bootstrap: int = BOOTSTRAP) -> dict:
-    """Metrics of the reference systems and of ``agents`` (default: every agent of the workspace) on ``split``."""
+             bootstrap: int = BOOTSTRAP, videos: int = 0) -> dict:
+    """Metrics of the reference systems and of ``agents`` (default: every agent of the workspace) on ``split``.
+
+    ``videos`` > 0 also writes, for each system but the ground truth, the videos of the first ``videos`` clips with
+    the real motion beside (``W/eval/videos/<system>/<clip>.mp4``, see :func:`clip_video`)."""
     ws = Workspace.of(workspace)
     corpus = Corpus.load(ws)
     clips = corpus.clips(split)
@@ -252,6 +255,8 @@ def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split:
                 rotations = decode_long(vqvae, codes, corpus)
                 motion = positions(clip.skeleton, rotations)
             results.append(_clip_result(ref, i, motion, rotations, reward, corpus, extractor, sigma, tolerance))
+            if agent is not None and i < videos:
+                clip_video(ws, corpus, clip, rotations, name)
         point = _aggregate(results, ref, np.arange(len(results)), seed)
         out[name] = {**point, "ci95": _bootstrap(results, ref, point, seed, bootstrap)}
         per_clip[name] = {key: [r.values[key] for r in results] for key in PER_CLIP}
@@ -273,6 +278,23 @@ def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split:
                                f"raw_fgd), 2.5-97.5 percentiles",
                        "aggregation": f"per-clip means: {', '.join(PER_CLIP)}; pooled over clips: the rest",
                        "seed": seed}}
+
+
+def clip_video(ws: Workspace, corpus: Corpus, clip: Clip, rotations: np.ndarray, system: str) -> Path:
+    """``W/eval/videos/<system>/<clip>.mp4``: ``rotations`` generated for ``clip`` beside its real motion, with the
+    clip's speech and (built-in corpus) its annotated stressed syllables on the timeline."""
+    from racer_env.audio.features import load_audio
+    from racer_env.export import write_video
+    from racer_env.video import Take
+
+    rate = int(corpus.manifest["audio_features"]["sample_rate"])
+    audio = load_audio(corpus.record(clip.id)["source"]["wav"], rate)
+    annotation = rules.load_annotation(ws.root, clip.id)
+    path = ws.root / "eval" / "videos" / system / f"{clip.id.replace('/', '-')}.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(path, rotations, corpus.skeleton, corpus.fps, audio, rate, label=f"generated: {system}",
+                       reference=Take("real (corpus motion)", clip.rotations, clip.skeleton),
+                       stressed=None if annotation is None else rules.stressed_onsets(annotation), progress=False)
 
 
 class Validation:

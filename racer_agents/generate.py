@@ -29,6 +29,8 @@ from racer_env.corpus.store import Corpus
 from racer_env.envs.episode_data import ClipData, observation_audio
 from racer_env.envs.episode_data import rollout_codes as episode_rollout
 from racer_env.errors import RacerError
+from racer_env.motion.upper_body import read_upper_body
+from racer_env.video import Take
 from racer_env.vqvae.model import VQVAE
 from racer_env.vqvae.tokenize import decode_codes, load_vqvae
 from racer_env.workspace import Workspace, check_output_directory, remove_stale_temporaries, stage_lock
@@ -130,15 +132,27 @@ def decode_long(vqvae: VQVAE, codes: np.ndarray, corpus: Corpus) -> np.ndarray:
     return np.concatenate(out)
 
 
+def reference_take(path: str | Path, fps: float, unit_mm: float = 10.0) -> Take:
+    """A reference take for the video from a BVH file: its upper body at ``fps``, labelled with the file name."""
+    path = Path(path)
+    if not path.is_file():
+        raise RacerError(f"{path}: no such BVH file (--reference expects a .bvh take)")
+    skeleton, rotations, _ = read_upper_body(path, fps, unit_mm)
+    return Take(f"reference: {path.name}", rotations, skeleton)
+
+
 def generate(workspace: str | Workspace | None, audio: str | Path | np.ndarray, sample_rate: int | None = None,
              agent: str | Agent | None = None, out_dir: str | Path | None = None,
              formats: tuple[str, ...] = ("npz", "bvh", "mp4"), device: str = "cpu",
-             progress: bool = True) -> GenerationResult:
+             progress: bool = True, reference: str | Path | Take | None = None,
+             stressed: np.ndarray | None = None) -> GenerationResult:
     """Gestures for a speech recording (a path, or an array with its sample rate); writes ``formats`` to
     ``out_dir`` (default ``W/generated/<name>/``) unless ``formats`` is empty.
 
     ``workspace=None`` uses the pretrained demo weights shipped with racer (outputs default to
-    ``./generated/<name>/``)."""
+    ``./generated/<name>/``). The video shows ``reference`` beside the generated motion: a BVH take (any
+    skeleton with a head and two hands, read as corpus import reads it) or a :class:`~racer_env.video.Take`;
+    ``stressed`` (onset times in s) marks stressed syllables on its speech timeline."""
     from racer_env.export import check_formats, write_outputs
 
     ws = pretrained_workspace() if workspace is None else Workspace.of(workspace)
@@ -149,6 +163,10 @@ def generate(workspace: str | Workspace | None, audio: str | Path | np.ndarray, 
         stem = Path(audio).stem if isinstance(audio, (str, Path)) else "generated"
         default_root = Path("generated") if workspace is None else ws.root / "generated"
         out = check_output_directory(Path(out_dir) if out_dir is not None else default_root / stem)
+    if reference is not None and "mp4" not in formats:
+        raise RacerError("a reference is drawn in the video only; ask for the mp4 format too")
+    if isinstance(reference, (str, Path)):  # read (and checked) before any work, in the corpus's BVH unit
+        reference = reference_take(reference, corpus.fps, corpus.manifest["import_config"].get("unit_mm", 10.0))
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     y = prepare_audio(audio, sample_rate, rate)
     n_codes = code_steps(len(y), rate, corpus, audio if isinstance(audio, (str, Path)) else "audio array")
@@ -169,5 +187,6 @@ def generate(workspace: str | Workspace | None, audio: str | Path | np.ndarray, 
             remove_stale_temporaries(out)  # of generate runs that were killed
             result.files = write_outputs(out, stem, rotations, corpus.skeleton, corpus.fps, audio=y,
                                          sample_rate=rate, formats=formats, progress=progress, codes=codes,
-                                         agent=np.array(the_agent.name))
+                                         agent=np.array(the_agent.name), label=f"generated: {the_agent.name}",
+                                         reference=reference, stressed=stressed)
     return result

@@ -1,12 +1,16 @@
-"""``W/report.md``: what ``racer demo`` built, how well it works, and where every artefact is.
+"""``W/report.md`` and ``W/report.html``: what ``racer demo`` built, how well it works, and where every artefact is.
 
 The report reads only files the pipeline wrote (the corpus manifest, the training logs, ``W/demo/evaluation.json``
-and the generated video), so it can be rewritten at any time without recomputing anything.
+and the generated videos), so it can be rewritten at any time without recomputing anything. The HTML page shows
+the same text with the videos of the held-out clips playable in it; it and the directory ``W/report/`` (plots and
+copies of the videos) are self-contained: they open from disk, with no server and nothing fetched from a network.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import shutil
 from pathlib import Path
 
 from racer_agents.evaluate import markdown_table
@@ -62,9 +66,10 @@ def _reward_lines(reward: dict) -> list[str]:
             f"| AUC, true vs mismatched motion | {reward['auc_mismatched']:.3f} |"]
 
 
-def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip_id: str, video_dir: Path,
-                 stem: str, dataset: str) -> Path:
-    """Write ``W/report.md`` and its plots in ``W/report/``; returns the report's path."""
+def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clips: list[tuple[str, str]],
+                 video_dir: Path, dataset: str) -> Path:
+    """Write ``W/report.md``, ``W/report.html`` and their plots and videos in ``W/report/``; returns the markdown
+    report's path. ``clips`` holds (clip id, file stem) of the held-out clips whose videos are in ``video_dir``."""
     corpus = Corpus.load(ws)
     summary = corpus.summary()
     evaluation = json.loads((ws.root / "demo" / "evaluation.json").read_text())
@@ -72,9 +77,10 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
     plots_dir.mkdir(parents=True, exist_ok=True)
     plots = [plot_curves(ws.root / stage / "metrics.jsonl", keys, stage, plots_dir / f"{stage.replace('/', '-')}.png")
              for stage, keys in curves.items()]
+    videos = [(clip_id, _copy(video_dir / f"{stem}.mp4", plots_dir / f"{stem}.mp4")) for clip_id, stem in clips]
     agents = evaluation["agents"]
     r, b = agents["systems"]["racer-cql"], agents["systems"]["bc"]
-    lines = [
+    head = [
         "# racer demo report", "",
         (f"Built by `racer demo {ws.root}` (preset `{config.preset}`, seed {config.seed}) on the built-in synthetic "
         f"corpus: {summary['minutes']:.1f} min, {_count(summary['clips'], 'clip')}, "
@@ -90,6 +96,11 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
         f"{r['pmb_pct'] - b['pmb_pct']:+.1f} points, mean reward {r['mean_reward'] - b['mean_reward']:+.3f}. "
         "The paper's claim (FGD ratio <= 0.85, PMB >= +5) is checked over 3 seeds by benchmarks/quality.py; a "
         f"single demo run on {summary['minutes']:.0f} minutes of speech is noisy."), "",
+        "## Held-out clips: racer-cql beside the real motion", "",
+        VIDEO_NOTE, "",
+    ]
+    video_links = [f"- {clip_id}: [report/{v.name}](report/{v.name})" for clip_id, v in videos] + [""]
+    tail = [
         "## Codebook and reward model", "",
         *_codebook_lines(evaluation["codebook"]), "",
         *_reward_lines(evaluation["reward"]), "",
@@ -102,14 +113,61 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
         f"- Minari dataset: {dataset} (`minari show <id>`)",
         *[f"- agent {a}: `{ws.root / 'agents' / a / 'model.pt'}`" for a in ("racer-cql", "bc")],
         f"- evaluation: `{ws.root / 'eval' / (config.split + '.json')}`, `{ws.root / 'eval' / (config.split + '.md')}`",
-        f"- held-out clip {clip_id} by racer-cql: " + ", ".join(
-            f"`{video_dir / (stem + '.' + ext)}`" for ext in ("mp4", "bvh", "npz")),
-        f"- plots: `{plots_dir}`", "",
+        *[f"- held-out clip {clip_id} by racer-cql: " + ", ".join(
+            f"`{video_dir / (stem + '.' + ext)}`" for ext in ("mp4", "bvh", "npz")) for clip_id, stem in clips],
+        f"- plots and video copies: `{plots_dir}`", "",
         "Generate gestures for your own recording: `racer generate " + str(ws.root) + " --audio speech.wav`.", "",
     ]
     path = ws.root / "report.md"
-    write_text_atomic(path, "\n".join(lines))
+    write_text_atomic(path, "\n".join(head + video_links + tail))
+    write_text_atomic(ws.root / "report.html", report_html(head, videos, tail))
     return path
+
+
+#: what the videos show (the same words in both reports)
+VIDEO_NOTE = ("Each video shows the real motion of the clip (left) and racer-cql's gestures for its speech "
+              "(right), over a timeline of the speech that scrolls past the playhead: the loudness, the audio "
+              "onsets (grey lines), the annotated stressed syllables (orange), and the strokes detected in each "
+              "figure's hands (diamonds; a hand turns red during one). A gesture is in time when its diamond sits "
+              "under a stressed syllable.")
+
+#: the page's style: inline, so the page needs nothing but the files beside it
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; color: #222; max-width: 1000px; margin: 2em auto; padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead { background: #f0efe9; }
+img { max-width: 100%; display: block; margin: 0.6em 0; }
+video { width: 100%; max-width: 960px; background: #000; display: block; }
+figure { margin: 1em 0; }
+code { background: #f3f2ee; padding: 0 3px; }
+"""
+
+
+def report_html(head: list[str], videos: list[tuple[str, Path]], tail: list[str]) -> str:
+    """The HTML page of the report: the markdown of ``head`` and ``tail`` rendered, with a playable video of every
+    held-out clip between them (paths relative to the page, so the page works wherever ``W`` is)."""
+    import markdown
+
+    def render(lines: list[str]) -> str:
+        return markdown.markdown("\n".join(lines), extensions=["tables"], output_format="html")
+
+    figures = "\n".join(
+        f'<figure><video controls preload="metadata" src="report/{html.escape(v.name)}"></video>'
+        f"<figcaption>{html.escape(clip_id)}: real motion (left), racer-cql (right)</figcaption></figure>"
+        for clip_id, v in videos)
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>racer demo report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"{render(head)}\n{figures}\n{render(tail)}\n</body>\n</html>\n")
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """``src`` copied to ``dst`` (atomically), unless ``dst`` already holds the same bytes."""
+    if not (dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes()):
+        with atomic_path(dst, dst.suffix) as tmp:
+            shutil.copyfile(src, tmp)
+    return dst
 
 
 def _ratio(a: float | None, b: float | None) -> str:

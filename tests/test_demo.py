@@ -69,3 +69,83 @@ def test_demo_config_checks():
         demo_config("paper")
     with pytest.raises(ValueError, match="minutes > 0"):
         DemoConfig(minutes=0)
+
+
+# -- the HTML report in a real browser ---------------------------------------------------------------------
+BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
+#: appended to a copy of the page: once every video has its metadata, what rendered is written into the DOM
+PROBE = """<script>
+(function () {
+  function box(e) { var r = e.getBoundingClientRect(); return {w: r.width, h: r.height}; }
+  function report() {
+    var out = {tables: [], images: [], videos: []};
+    document.querySelectorAll("table").forEach(function (t) { var b = box(t); b.rows = t.rows.length; out.tables.push(b); });
+    document.querySelectorAll("img").forEach(function (i) { var b = box(i); b.natural = i.naturalWidth; out.images.push(b); });
+    document.querySelectorAll("video").forEach(function (v) {
+      var b = box(v); b.duration = v.duration; b.videoWidth = v.videoWidth; b.error = v.error ? v.error.code : null;
+      out.videos.push(b);
+    });
+    var pre = document.createElement("pre"); pre.id = "racer-probe"; pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }
+  var videos = Array.prototype.slice.call(document.querySelectorAll("video"));
+  var pending = videos.length;
+  function one() { pending -= 1; if (pending === 0) report(); }
+  videos.forEach(function (v) {
+    if (v.readyState >= 1 || v.error) { one(); } else { v.addEventListener("loadedmetadata", one); v.addEventListener("error", one); }
+  });
+  if (videos.length === 0) { window.addEventListener("load", report); }
+})();
+</script>"""
+
+
+def _browser() -> str | None:
+    import shutil
+
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
+
+
+def _headless(browser: str, url: str, *args: str):
+    import subprocess
+
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", *args, url],
+                          capture_output=True, text=True, timeout=120, check=True)
+
+
+def test_report_html_renders_in_a_real_browser(demo_run, tmp_path):
+    """report.html opened from disk in headless Chromium: tables, plots and playable videos, no console error."""
+    import os
+
+    browser = _browser()
+    if browser is None:
+        if os.environ.get("RACER_REQUIRE_BROWSER"):
+            pytest.fail(f"RACER_REQUIRE_BROWSER is set but none of {BROWSERS} is installed")
+        pytest.skip("no Chromium installed (Debian: apt install chromium-headless-shell); the browser check needs one")
+    ws = demo_run[0]
+    page = (ws / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page  # nothing fetched from a network
+    probe = ws / ".report-probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    try:
+        run = _headless(browser, probe.as_uri(), "--window-size=1280,4000", "--dump-dom")
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="racer-probe">(.*?)</pre>', run.stdout)
+    assert found, f"the probe did not report; stderr: {run.stderr[-2000:]}"
+    rendered = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert [line for line in run.stderr.splitlines() if ":CONSOLE" in line] == []
+    tables = [line for line in (ws / "report.md").read_text().splitlines() if line.startswith("| ---")]
+    assert len(rendered["tables"]) == len(tables) >= 3
+    assert all(t["w"] > 200 and t["h"] > 40 and t["rows"] >= 3 for t in rendered["tables"])
+    plots = re.findall(r'<img[^>]+src="(report/[^"]+\.png)"', page)
+    assert len(rendered["images"]) == len(plots) == 4
+    assert all(i["natural"] > 100 and i["w"] > 100 and i["h"] > 100 for i in rendered["images"])
+    clips = demo_run[1][-2].detail.split(", ")  # the video stage's videos
+    assert len(rendered["videos"]) == len(clips) >= 1
+    for video in rendered["videos"]:
+        assert video["error"] is None and video["videoWidth"] == 960 and video["w"] >= 640 and video["h"] >= 360
+        assert video["duration"] == pytest.approx(10.0, abs=0.2)  # the tiny corpus's 10-second clips
+    shot = tmp_path / "report.png"
+    _headless(browser, (ws / "report.html").as_uri(), "--window-size=1100,2400", f"--screenshot={shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000

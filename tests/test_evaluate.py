@@ -36,6 +36,24 @@ def test_evaluate_command_writes_json_and_markdown(agent_workspace, capsys):
     assert "| bc |" in (agent_workspace / "eval" / "test.md").read_text()
 
 
+def test_evaluate_videos_show_each_system_beside_the_real_motion(agent_workspace, tmp_path, capsys):
+    from racer_env.corpus import Corpus
+    from tests.test_export import _probe
+
+    assert main(["evaluate", str(agent_workspace), "--agent", "bc", "--videos", "1", "--quiet"]) == 0
+    first = Corpus.load(agent_workspace).clips("test")[0]
+    videos = sorted(p.relative_to(agent_workspace / "eval" / "videos").as_posix()
+                    for p in (agent_workspace / "eval" / "videos").rglob("*.mp4"))
+    systems = [s for s in [*REFERENCE_SYSTEMS, "bc"] if s != "ground_truth"]  # (the real motion is in every video)
+    assert videos == sorted(f"{s}/{first.id.replace('/', '-')}.mp4" for s in systems)
+    info, n_frames = _probe(agent_workspace / "eval" / "videos" / "bc" / f"{first.id.replace('/', '-')}.mp4")
+    assert "960x540" in info and "Audio: aac" in info and n_frames == first.n_frames - first.n_frames % 8
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(agent_workspace), "--videos", "-1"])
+    assert stop.value.code == 2
+    assert "argument --videos: expected an integer >= 0" in capsys.readouterr().err
+
+
 def test_shipped_extractor_is_verified_and_refuses_other_layouts():
     with pytest.raises(ValueError, match="trained on joints"):
         load_extractor(joint_names=["Hips", "Head"])

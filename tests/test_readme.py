@@ -103,6 +103,7 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     # what the examples promise to leave behind
     assert (tmp_path / "W" / "eval" / "test.json").is_file()
     assert (tmp_path / "W" / "generated" / "speech" / "speech.mp4").is_file()
+    assert (tmp_path / "side_by_side" / "clip_000.mp4").is_file() and (tmp_path / "held_out").is_dir()
     assert (tmp_path / "T" / "generated" / "speech" / "speech.bvh").is_file()
     evaluated = json.loads((tmp_path / "W" / "eval" / "test.json").read_text())["systems"]
     assert {"racer-cql", "bc", "racer-cql-distance", "dqn", "actor-critic", "d3rlpy-DiscreteCQL"} <= set(evaluated)
