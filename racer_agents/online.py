@@ -34,7 +34,13 @@ from racer_agents.gpt import GPT_PRESETS, Block, GestureGPT, GPTConfig, audio_to
 from racer_agents.losses import discrete_cql_loss
 from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import corpus_meta
-from racer_env.envs.episode_data import REWARD_KINDS, ObservationConfig, check_reward_kind, load_env_data
+from racer_env.envs.episode_data import (
+    REWARD_KINDS,
+    ObservationConfig,
+    check_reward_kind,
+    load_env_data,
+    rollout,
+)
 from racer_env.envs.vector import GestureSynthesisVectorEnv
 from racer_env.errors import RacerError
 from racer_env.training import StageRun, config_for, option, resolve_device, step_rng, weight_settings
@@ -194,8 +200,9 @@ class Episodes:
 
 @torch.no_grad()
 def collect(envs: GestureSynthesisVectorEnv, choose, seed: int, horizon: int) -> Episodes:
-    """One episode in every sub-environment, stepped together; ``choose(audio, prev, t)`` picks the actions (E,)
-    from the episodes so far (audio (E, t+1, D), prev codes (E, t+1))."""
+    """One episode in every sub-environment, stepped together through the one rollout loop
+    (:func:`racer_env.envs.episode_data.rollout`); ``choose(audio, prev, t)`` picks the actions (E,) from the
+    episodes so far (audio tokens (E, t+1, D), previous codes (E, t+1): the GPT sees the whole episode)."""
     obs, _ = envs.reset(seed=seed)
     e, cfg = envs.num_envs, envs.obs_cfg
     dim = audio_token_dim(cfg.lookahead, envs.data.frames_per_code, envs.data.n_audio_features)
@@ -203,15 +210,22 @@ def collect(envs: GestureSynthesisVectorEnv, choose, seed: int, horizon: int) ->
     prev = torch.zeros(e, horizon, dtype=torch.long)
     actions = torch.zeros(e, horizon, dtype=torch.long)
     rewards, dones = torch.zeros(e, horizon), torch.zeros(e, horizon)
-    prev_code = torch.from_numpy(obs["codes"][:, -1])  # a_0
-    for t in range(horizon):
+    t = 0  # the step being taken
+
+    def policy(obs: dict) -> torch.Tensor:
         audio[:, t] = torch.from_numpy(audio_tokens(obs["audio"], cfg))
-        prev[:, t] = prev_code
-        act = choose(audio[:, :t + 1], prev[:, :t + 1], t)  # (E,)
+        prev[:, t] = torch.from_numpy(obs["codes"][:, -1])  # a_t-1 (a_0 at the first step)
+        return choose(audio[:, :t + 1], prev[:, :t + 1], t)  # (E,)
+
+    def step(act: torch.Tensor) -> dict:
+        nonlocal t
         obs, reward, terminated, _, _ = envs.step(act.numpy())
         actions[:, t], rewards[:, t] = act, torch.from_numpy(reward).float()
         dones[:, t] = torch.from_numpy(terminated).float()
-        prev_code = act
+        t += 1
+        return obs
+
+    rollout(policy, obs, step, horizon)
     if not bool(dones[:, -1].all()):
         raise RuntimeError(f"episodes did not end after {horizon} steps; the vector env needs segment_codes="
                            f"{horizon}")

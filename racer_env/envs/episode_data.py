@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -244,25 +245,45 @@ def observation(clip: ClipData, start: int, history: np.ndarray, cfg: Observatio
     return {"audio": audio_context(clip, start + len(history), cfg), "codes": code_history(history, cfg, pad)}
 
 
+def rollout(policy: Callable[[Any], Any], first_observation: Any, step: Callable[[Any], Any], horizon: int,
+            progress: bool = False) -> list:
+    """The one rollout loop of racer: ``horizon`` times, ``policy`` maps the observation to the action(s), and
+    ``step`` applies them and returns the next observation. One episode or a batch stepped together; ``step`` is an
+    environment's (online training steps the vector environment) or the replay of a clip without one
+    (:func:`rollout_codes`: generation, policy datasets, evaluation). Returns the actions, one entry per step."""
+    actions, obs = [], first_observation
+    for _ in tqdm(range(horizon), desc="gestures", unit="code", disable=not progress):
+        action = policy(obs)
+        obs = step(action)
+        actions.append(action)
+    return actions
+
+
 def rollout_codes(policy: Callable[[dict], int], clip: ClipData, start: int, horizon: int, first_code: int,
                   cfg: ObservationConfig, n_codes: int, progress: bool = False,
                   on_step: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
-    """The one rollout of a policy over a clip: ``policy`` (observation -> code) chooses the ``horizon`` codes of
-    clip steps ``start + 1 ..`` after a_0 = ``first_code``, seeing exactly the observations the environment
-    would give. ``on_step(history)`` runs after each code with the episode so far (a_0 .. the new code), before the
-    next choice: evaluation scores the step there and hands the reward to the agent. Used by ``racer generate``
-    (no reward to score), policy episodes of a dataset (labelled afterwards in batches) and evaluation. Without
-    ``on_step`` only the observed history is kept, so memory does not grow with the horizon. Returns (horizon,)
-    codes."""
-    codes = np.empty(horizon, dtype=np.int64)
+    """A policy rolled out over a clip without an environment: ``policy`` (observation -> code) chooses the
+    ``horizon`` codes of clip steps ``start + 1 ..`` after a_0 = ``first_code``, seeing exactly the observations the
+    environment would give. ``on_step(history)`` runs after each code with the episode so far (a_0 .. the new code),
+    before the next choice: evaluation scores the step there and hands the reward to the agent. Used by ``racer
+    generate`` (no reward to score), policy episodes of a dataset (labelled afterwards in batches) and evaluation.
+    Without ``on_step`` only the observed history is kept, so memory does not grow with the horizon. Returns
+    (horizon,) codes."""
     recent: deque = deque([int(first_code)], maxlen=cfg.history)  # the codes an observation shows
-    for k in tqdm(range(horizon), desc="gestures", unit="code", disable=not progress):
+    chosen: list[int] = []
+
+    def observe() -> dict:
         history = np.fromiter(recent, dtype=np.int64)
-        codes[k] = policy(observation(clip, start + k + 1 - len(history), history, cfg, n_codes))
-        recent.append(int(codes[k]))
+        return observation(clip, start + len(chosen) + 1 - len(history), history, cfg, n_codes)
+
+    def replay(code: int) -> dict:
+        recent.append(int(code))
+        chosen.append(int(code))
         if on_step is not None:
-            on_step(np.concatenate([[first_code], codes[:k + 1]]).astype(np.int64))
-    return codes
+            on_step(np.array([first_code, *chosen], dtype=np.int64))
+        return observe()
+
+    return np.array(rollout(policy, observe(), replay, horizon, progress), dtype=np.int64).reshape(horizon)
 
 
 def reward_window(clip: ClipData, start: int, history: np.ndarray, window: int,
