@@ -8,13 +8,15 @@
     racer evaluate codebook W [--json]                             held-out MAJE, stroke/nod recall, code usage
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
     racer evaluate files --audio A --motion M.bvh [--reference R.bvh]  metrics of any take against its speech
-    racer dataset build W [--augment K] [--id ID] [--reward distance]  the augmented Minari dataset
+    racer dataset build W [--tier T] [--augment K] [--reward distance]  a Minari dataset (augmented, expert, random,
+                                                                   medium, medium-replay, medium-expert)
     racer train agent W --algo racer-cql|bc|d3rlpy:<Name>          agents on the dataset
     racer train agent W --algo dqn|actor-critic                    online agents on the vector environment
     racer generate [W] --audio speech.wav [--agent NAME] [--out DIR] [--reference R.bvh]
                                                                    gestures for a recording (npz, bvh, mp4);
                                                                    without W: the shipped pretrained demo weights
     racer evaluate W [--agent NAME] [--split test] [--videos N]    metrics of agents on held-out clips
+    racer benchmark W --algo A [--tier T] [--seeds N] [--json]     an offline RL algorithm on the dataset tiers
     racer demo W [--preset demo|tiny]                               all of the above on the built-in corpus,
                                                                    ending in W/report.md
 """
@@ -61,6 +63,8 @@ def _number(kind: type, expected: str, valid):
     return parse
 
 
+#: racer_env.dataset.builder.TIERS (repeated here so that parsing the command line imports no torch; a test checks)
+TIER_CHOICES = ("augmented", "expert", "random", "medium", "medium-replay", "medium-expert")
 _seed = _number(int, "an integer >= 0", lambda v: v >= 0)
 _count = _seed  # (the same rule: an integer >= 0)
 _positive_int = _number(int, "an integer >= 1", lambda v: v >= 1)
@@ -149,14 +153,49 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
                       help="minutes of built-in speech (default 60; 1 with --preset tiny)")
     demo.add_argument("--seed", type=_seed, default=0, help="seed of every stage")
     _common_options(demo, cmd_demo)
+    bench = stages.add_parser("benchmark", help="an offline RL algorithm on the dataset tiers, with normalised scores")
+    bench.add_argument("workspace", type=Path, help="workspace directory W (corpus, VQ-VAE and reward model trained)")
+    bench.add_argument("--algo", required=True,
+                       help="racer-cql, bc, d3rlpy:<Name>, dqn, actor-critic, or module:Class (your own agent: act and "
+                            "fit(dataset); see docs/benchmark.md)")
+    bench.add_argument("--tier", action="append", default=None, choices=TIER_CHOICES,
+                       help="dataset tier (repeatable; default: all six)")
+    bench.add_argument("--seeds", type=_positive_int, default=3, help="training seeds 0..N-1 (default 3)")
+    bench.add_argument("--steps", type=_positive_int, default=None,
+                       help="training steps (online: iterations; default: the preset's)")
+    bench.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"],
+                       help="model sizes of the agents (default demo)")
+    bench.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    _common_options(bench, cmd_benchmark)
     return parser
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from racer_agents.benchmark import print_report, result_path, run_benchmark
+
+    report = run_benchmark(args.workspace, args.algo, tuple(args.tier or TIER_CHOICES), args.seeds, args.steps,
+                           args.preset, args.device, progress=not args.quiet)
+    print_report(report, args.json)
+    if not args.json:
+        print(result_path(args.workspace, args.algo))
+    return 0
 
 
 def _add_dataset_parsers(stages) -> None:
     dataset = stages.add_parser("dataset", help="build the offline dataset (Minari)")
     verbs = dataset.add_subparsers(dest="verb", required=True, metavar="VERB")
-    build = verbs.add_parser("build", help="ground truth + augmented episodes, reward-labelled, as a Minari dataset")
+    build = verbs.add_parser("build", help="reward-labelled episodes as a Minari dataset, in D4RL-style tiers")
     build.add_argument("workspace", type=Path, help="workspace directory W")
+    build.add_argument("--tier", default="augmented", choices=TIER_CHOICES,
+                       help="augmented (default: the human speaker's episodes and their augmentations), expert (the "
+                            "human speaker's alone), random (uniform codes), medium (a bc agent stopped at half the "
+                            "expert's normalised score), medium-replay (an online DQN's episodes up to that level), "
+                            "medium-expert (medium + expert); id racer/<corpus>/<tier>-vN")
+    build.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"],
+                       help="size of the medium tiers' agent (default demo)")
+    build.add_argument("--steps", type=_positive_int, default=None,
+                       help="step budget of the medium tiers' agent (default: its preset's; it stops earlier at the "
+                            "medium score)")
     build.add_argument("--augment", type=int, default=4, help="augmented episodes per ground-truth segment")
     build.add_argument("--id", dest="dataset_id", default=None,
                        help="dataset id, e.g. racer/synth/augmented-v0 (default: derived from the corpus)")
@@ -231,7 +270,7 @@ def _add_config_options(p: argparse.ArgumentParser, configs: list) -> None:
                 p.add_argument(option_flag(f), dest=f.name, action="store_const", const=not f.default, default=None,
                                help=("turn off: " if f.default else "") + meta["help"])
                 continue
-            kind = {"int": int, "float": float}.get(str(f.type), str)
+            kind = {"int": int, "float": float}.get(str(f.type).removesuffix(" | None"), str)
             low = meta["low"]
             parse = kind if low is None else _number(
                 kind, f"{'a number' if kind is float else 'an integer'} {'>' if meta['exclusive_low'] else '>='} {low:g}",
@@ -490,7 +529,7 @@ def cmd_evaluate_reward(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_build(args: argparse.Namespace) -> int:
-    from racer_env.dataset.builder import build_dataset
+    from racer_agents.tiers import build_tier
     from racer_env.dataset.episodes import AugmentConfig
 
     if args.augment < 0:
@@ -499,16 +538,22 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
         raise RacerError("--stride needs --segment-codes (whole-clip episodes have no stride)")
     cfg = AugmentConfig(segment_codes=args.segment_codes, stride=args.stride or args.segment_codes or 15,
                         augment=args.augment, seed=args.seed)
-    result = build_dataset(args.workspace, args.dataset_id, cfg, device=args.device, progress=not args.quiet,
-                           reward=args.reward)
+    result = build_tier(args.workspace, args.tier, cfg, preset=args.preset, steps=args.steps, device=args.device,
+                        progress=not args.quiet, reward=args.reward, dataset_id=args.dataset_id)
+    if "agent" in result:
+        agent = result["agent"]
+        print(f"medium agent: {agent['model']}" + (" (up to date, reused)" if agent.get("skipped") else ""))
     if result["skipped"]:
         print(f"dataset {result['id']} in {result['root']} is up to date (same inputs and settings); skipped")
         return 0
     print(f"dataset {result['id']}: {result['episodes']} episodes, {result['steps']} steps in "
           f"{result['seconds']:.1f} s -> {result['root']}")
     print("sources: " + ", ".join(f"{k} {v}" for k, v in result["sources"].items()))
-    print(f"ref_min_score (random codes) {result['ref_min_score']:.3f}, "
-          f"ref_max_score (ground truth) {result['ref_max_score']:.3f}")
+    print(f"ref_min_score (random codes) {result['ref_min_score']:.4f}, "
+          f"ref_max_score (ground truth) {result['ref_max_score']:.4f} (mean reward per step, whole test clips)")
+    if result["ref_max_score"] <= result["ref_min_score"]:
+        print("warning: the reward model does not score the human speaker's codes above random codes on the test "
+              "clips; normalised scores of this workspace mean little")
     return 0
 
 

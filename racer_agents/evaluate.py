@@ -32,6 +32,7 @@ from racer_agents.agent import Agent, RandomAgent, list_agents, load_agent
 from racer_agents.generate import decode_long
 from racer_agents.retrieval import NearestNeighbourAgent
 from racer_env.corpus.store import Clip, Corpus
+from racer_env.dataset.builder import normalised_score, reference_scores
 from racer_env.envs.episode_data import ObservationConfig, load_env_data, reward_input, rollout_codes
 from racer_env.envs.gesture import GestureSynthesisEnv
 from racer_env.errors import RacerError
@@ -209,20 +210,27 @@ def _bootstrap(results: list[_ClipResult], ref: _Reference, point: dict, seed: i
     return ci
 
 
-def reference_and_agents(ws: Workspace, corpus: Corpus, agents: list[str], seed: int, device: str) -> dict[str, Agent]:
-    """The reference systems, then the workspace's agents, by name."""
+def reference_and_agents(ws: Workspace, corpus: Corpus, agents: list[str | Agent], seed: int,
+                         device: str) -> dict[str, Agent]:
+    """The reference systems, then the agents: names of the workspace's agents, or agents (by their name)."""
     data = load_env_data(str(ws.root), device)
     systems: dict[str, Agent | None] = {"ground_truth": None, "reconstruction": _GroundTruthCodes(data.n_codes),
                                         "random": RandomAgent(data.n_codes, seed),
                                         "nearest_neighbour": NearestNeighbourAgent(data)}
-    systems.update({name: load_agent(ws, name, device) for name in agents})
+    for agent in agents:
+        if isinstance(agent, str):
+            systems[agent] = load_agent(ws, agent, device)
+        else:
+            systems[agent.name] = agent
     return systems
 
 
-def evaluate(workspace: str | Workspace, agents: list[str] | None = None, split: str = "test", sigma: float = 0.3,
+def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None, split: str = "test",
+             sigma: float = 0.3,
              tolerance: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True,
              bootstrap: int = BOOTSTRAP, videos: int = 0) -> dict:
-    """Metrics of the reference systems and of ``agents`` (default: every agent of the workspace) on ``split``.
+    """Metrics of the reference systems and of ``agents`` (names in the workspace, or agents; default: every agent
+    of the workspace) on ``split``.
 
     ``videos`` > 0 also writes, for each system but the ground truth, the videos of the first ``videos`` clips with
     the real motion beside (``W/eval/videos/<system>/<clip>.mp4``, see :func:`clip_video`)."""
@@ -322,10 +330,12 @@ class Validation:
         self.env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
                                        lookahead=obs_cfg.lookahead, history=obs_cfg.history, device=device)
         self.vqvae = self.env.data.scorer.vqvae
+        self.ref_scores = reference_scores(self.env.data, split)  # random codes' and the truth's, for the score
 
     def __call__(self, agent: Agent) -> dict[str, float]:
-        """{"valid/mean_reward", "valid/sync", "valid/score" (what selection maximises), and "valid/stroke_f1",
-        "valid/nod_f1" where the corpus is annotated}."""
+        """{"valid/mean_reward", "valid/sync", "valid/score" (what selection maximises), "valid/normalised_score"
+        (the mean reward normalised as the benchmark does: 0 random codes, 100 the human speaker's codes), and
+        "valid/stroke_f1", "valid/nod_f1" where the corpus is annotated}."""
         results = []
         for i, clip in enumerate(self.clips):
             codes, reward = rollout_clip(self.env, agent, clip.id)
@@ -334,6 +344,7 @@ class Validation:
             results.append(_clip_result(self.ref, i, motion, rotations, reward, self.corpus, None, 0.3, 0.2))
         out = {f"valid/{k}": float(np.mean([r.values[k] for r in results])) for k in ("mean_reward", "sync")}
         out["valid/score"] = sum(out[f"valid/{k}"] for k in self.SELECT)
+        out["valid/normalised_score"] = normalised_score(out["valid/mean_reward"], *self.ref_scores)
         clip_rules = [r.rules for r in results if r.rules is not None]
         if clip_rules:
             pooled = rules.pooled_rules(clip_rules)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from racer_agents.gpt import GPT_PRESETS, Block, GestureGPT, GPTConfig, audio_to
 from racer_agents.losses import discrete_cql_loss
 from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import corpus_meta
+from racer_env.dataset.builder import normalised_score, reference_scores
 from racer_env.envs.episode_data import (
     REWARD_KINDS,
     ObservationConfig,
@@ -70,6 +71,9 @@ class OnlineTrainConfig:
     log_every: int = 5
     seed: int = option(0, "seed of initialisation, episodes and batches", low=0)
     agent_name: str | None = option(None, "agent name, W/agents/<name>/ (default: the algorithm's)", flag="--name")
+    stop_score: float | None = option(None, "online agents: stop at the first evaluation whose greedy normalised "
+                                      "score on the validation clips (0: random codes, 100: the human speaker's "
+                                      "codes) reaches this (the medium-replay dataset tier's DQN)")
 
     def __post_init__(self) -> None:
         expected = next((a for a, c in ONLINE_CONFIGS.items() if c is type(self)), None)
@@ -196,6 +200,7 @@ class Episodes:
     actions: torch.Tensor  # (E, H) long
     rewards: torch.Tensor  # (E, H) float
     dones: torch.Tensor  # (E, H) float
+    origins: tuple[tuple[str, int], ...] = ()  # (clip id, start step) of each episode, where known
 
 
 @torch.no_grad()
@@ -225,11 +230,38 @@ def collect(envs: GestureSynthesisVectorEnv, choose, seed: int, horizon: int) ->
         t += 1
         return obs
 
+    origins = envs.episode_origins()
     rollout(policy, obs, step, horizon)
     if not bool(dones[:, -1].all()):
         raise RuntimeError(f"episodes did not end after {horizon} steps; the vector env needs segment_codes="
                            f"{horizon}")
-    return Episodes(audio, prev, actions, rewards, dones)
+    return Episodes(audio, prev, actions, rewards, dones, origins)
+
+
+@dataclass
+class Collected:
+    """Every episode an online run collected, as (clip id, start step, actions): what the medium-replay dataset
+    tier replays (kept in the run's checkpoints and its model.pt)."""
+
+    clips: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)  # (H,) int64 each
+
+    def add(self, episodes: Episodes) -> None:
+        for (clip, start), actions in zip(episodes.origins, episodes.actions.numpy()):
+            self.clips.append(clip)
+            self.starts.append(int(start))
+            self.actions.append(actions.astype(np.int64))
+
+    def state(self) -> dict:
+        return {"clips": list(self.clips), "starts": torch.tensor(self.starts, dtype=torch.long),
+                "actions": torch.from_numpy(np.stack(self.actions)) if self.actions else torch.zeros(0, 0)}
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> Collected:
+        if not state or not state["clips"]:
+            return cls()
+        return cls(list(state["clips"]), state["starts"].tolist(), list(state["actions"].numpy()))
 
 
 class Replay:
@@ -289,7 +321,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, gamma:
 # -- evaluation ---------------------------------------------------------------------------------------------------
 def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, horizon: int, workspace: str,
                     obs_cfg: ObservationConfig, device: torch.device, reward: str) -> dict:
-    """Mean greedy return on fixed validation segments and PMB on whole validation clips."""
+    """Mean greedy return on fixed validation segments; PMB, mean reward and its normalised score (0: random codes,
+    100: the human speaker's codes) on whole validation clips."""
     from racer_agents.agent import GPTAgent
     from racer_agents.evaluate import clip_audio_beats, positions, rollout_clip
     from racer_agents.generate import decode_long
@@ -305,14 +338,20 @@ def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, hor
     env = GestureSynthesisEnv(workspace, split="valid", segment_codes=None, past=obs_cfg.past,
                               lookahead=obs_cfg.lookahead, history=obs_cfg.history, reward=reward)
     agent = GPTAgent(model, obs_cfg)
-    scores = []
+    scores, mean_rewards = [], []
     for clip in corpus.clips("valid"):
-        codes, _ = rollout_clip(env, agent, clip.id)
+        codes, mean_reward = rollout_clip(env, agent, clip.id)
         motion = positions(clip.skeleton, decode_long(env.data.scorer.vqvae, codes, corpus))
         scores.append(pmb(motion_beats(motion, corpus.fps), clip_audio_beats(clip, corpus), 0.2))
+        mean_rewards.append(mean_reward)
     model.train(was_training)
-    return {"eval/return": float(episodes.rewards.sum(1).mean()),
-            "eval/pmb_pct": float(np.mean(scores)) if scores else float("nan")}
+    out = {"eval/return": float(episodes.rewards.sum(1).mean()),
+           "eval/pmb_pct": float(np.mean(scores)) if scores else float("nan")}
+    if mean_rewards:
+        out["eval/mean_reward"] = float(np.mean(mean_rewards))
+        out["eval/normalised_score"] = normalised_score(out["eval/mean_reward"], *reference_scores(env.data, "valid",
+                                                                                                  reward))
+    return out
 
 
 # -- training -----------------------------------------------------------------------------------------------------
@@ -349,31 +388,40 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
         start, state = run.start(resume)
         if state is not None:
             learner.load_state_dict(state)
+        collected = Collected.from_state(state.get("collected") if state is not None else None)
         end, bar = run.steps(start, config.steps, stop_after, f"train {config.name}", progress)
-        t0, env_steps = time.perf_counter(), 0
+        t0, env_steps, stopped = time.perf_counter(), 0, None
         for step in bar:
             episodes = collect(envs, learner.chooser(step), int(step_rng(config.seed, step, 2).integers(2**31)),
                                config.segment_codes)
             env_steps += episodes.actions.numel()
+            collected.add(episodes)
             metrics = learner.update(episodes, step)
             done = step + 1
             if done % config.eval_every == 0 or done == config.steps:
                 metrics.update(evaluate_greedy(learner.policy, eval_envs, config.segment_codes, str(ws.root), obs_cfg,
                                                dev, config.reward))
+                if config.stop_score is not None and metrics["eval/normalised_score"] >= config.stop_score:
+                    stopped = done
             if done % config.log_every == 0 or done == config.steps or "eval/return" in metrics:
                 elapsed = time.perf_counter() - t0
                 run.log(done, {**metrics, "episode/return": float(episodes.rewards.sum(1).mean()),
                                "env_steps": done * config.num_envs * config.segment_codes, "time_s": elapsed})
                 bar.set_postfix(ret=f"{episodes.rewards.sum(1).mean():.2f}", **{
                     k.split("/")[-1]: f"{v:.2f}" for k, v in metrics.items() if k.startswith("eval/")})
-            if done % config.checkpoint_every == 0 or done == end:
-                run.save_checkpoint(done, learner.state_dict(), extra)
+            if done % config.checkpoint_every == 0 or done == end or stopped:
+                run.save_checkpoint(done, {**learner.state_dict(), "collected": collected.state()}, extra)
+            if stopped:
+                break
         bar.close()
         seconds = time.perf_counter() - t0
-        result = run.finish(end, config.steps, {"model": learner.policy.state_dict()}, extra)
+        result = run.finish(config.steps if stopped else end, config.steps,
+                            {"model": learner.policy.state_dict(), "collected": collected.state()},
+                            {**extra, "stopped_at_score": stopped})
         if "stopped_at" in result:
             return result
-        return {**result, "seconds": seconds, "env_steps_per_second": env_steps / max(seconds, 1e-9)}
+        return {**result, "seconds": seconds, "env_steps_per_second": env_steps / max(seconds, 1e-9),
+                "stopped_early_at": stopped}
 
 
 class _DQN:

@@ -85,6 +85,9 @@ class AgentTrainConfig:
                               "best validation mean reward + sync are kept (0: no validation, the last step is kept)",
                               low=0)
     patience: int = option(3, "validations without improvement before training stops (0: never stop early)", low=0)
+    stop_score: float | None = option(None, "stop at the first validation whose normalised score (0: random codes, "
+                                      "100: the human speaker's codes) reaches this, keeping the validated weights "
+                                      "nearest to it (the medium dataset tier's bc)")
     target_update_interval: int = 100
     checkpoint_every: int = option(250, "steps between checkpoints", low=1)
     log_every: int = 25
@@ -114,6 +117,8 @@ class AgentTrainConfig:
         if not 0 <= self.history_dropout <= 1 or self.weight_decay < 0:
             raise RacerError(f"need 0 <= history_dropout <= 1 and weight_decay >= 0, got {self.history_dropout}, "
                              f"{self.weight_decay}")
+        if self.stop_score is not None and not self.valid_every:
+            raise RacerError("--stop-score needs validation (--valid-every > 0)")
         if self.window < 1 or self.valid_every < 0 or self.patience < 0:
             raise RacerError(f"need window >= 1, valid_every >= 0 and patience >= 0, got {self.window}, "
                              f"{self.valid_every}, {self.patience}")
@@ -354,9 +359,11 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
                 target.load_state_dict(model.state_dict())
             if validation is not None and (done % config.valid_every == 0 or done == config.steps):
                 figures = _validate(validation, average, obs_cfg, config)
-                selection.update(done, figures["valid/score"], average)
+                reached = config.stop_score is not None and figures["valid/normalised_score"] >= config.stop_score
+                selection.update(done, figures["valid/score"] if config.stop_score is None else
+                                 -abs(figures["valid/normalised_score"] - config.stop_score), average)
                 metrics = {**metrics, **figures, "valid/best_step": selection.best_step}
-                if config.patience and selection.stale >= config.patience:
+                if reached or (config.patience and config.stop_score is None and selection.stale >= config.patience):
                     stopped_early = done
             if done % config.log_every == 0 or done == config.steps or stopped_early or (
                     validation is not None and done % config.valid_every == 0):
@@ -372,7 +379,9 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
                 break
         bar.close()
         final = selection.state if selection.state is not None else average.state_dict()
-        extra = {**extra, "selection": {"metric": "valid/score = " + " + ".join(f"valid/{k}" for k in Validation.SELECT),
+        metric = ("valid/score = " + " + ".join(f"valid/{k}" for k in Validation.SELECT) if config.stop_score is None
+                  else f"-|valid/normalised_score - {config.stop_score:g}|")
+        extra = {**extra, "selection": {"metric": metric,
                                         "best": selection.best,
                                         "best_step": selection.best_step, "stopped_early_at": stopped_early}
                  if validation is not None else None}

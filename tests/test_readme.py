@@ -25,7 +25,7 @@ from tests.conftest import JFK_WAV
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-DOCS_ORDER = "corpus codebook reward environment dataset agents generate evaluation"
+DOCS_ORDER = "corpus codebook reward environment dataset agents generate evaluation benchmark"
 DOCS_ORDER += " troubleshooting deviations performance architecture"  # pages without examples
 #: every page whose examples are run, in the order they are run (README first, then the pipeline's order).
 PAGES = [README] + [ROOT / "docs" / f"{name}.md" for name in DOCS_ORDER.split()]

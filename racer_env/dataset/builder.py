@@ -1,9 +1,17 @@
-"""``racer dataset build W``: the augmented, reward-labelled offline dataset as a Minari dataset.
+"""``racer dataset build W``: the reward-labelled offline dataset as a Minari dataset, in D4RL-style tiers.
 
 Where: ``$MINARI_DATASETS_PATH`` when it is set (Minari's own convention), else ``W/datasets/``. Ids look like
-``racer/<corpus>/augmented-v0``; an id is never overwritten: a dataset built from the same inputs and settings
-is reused, otherwise the default id moves to the next free version and an explicit ``--id`` that exists is an
-error.
+``racer/<corpus>/<tier>-v0`` (``augmented``, the paper's mix, by default); an id is never overwritten: a dataset
+built from the same inputs and settings is reused, otherwise the default id moves to the next free version and an
+explicit ``--id`` that exists is an error.
+
+Tiers (:data:`TIERS`): ``augmented`` (the human speaker's episodes and their augmentations), ``expert`` (the human
+speaker's episodes alone), ``random`` (uniformly random codes on the same segments), and three built from an
+agent's episodes by ``racer_agents.tiers``: ``medium`` (a bc agent stopped at about half the expert's normalised
+score), ``medium-replay`` (what an online DQN collected until it reached that level) and ``medium-expert``
+(medium + expert). Every tier records the same ``ref_min_score`` / ``ref_max_score`` (:func:`reference_scores`:
+random codes and the human speaker's codes on the whole test clips), so that ``minari.get_normalized_score`` of an
+agent's score is 0 for random codes and 1 for the human speaker's codes.
 
 Per episode Minari keeps the reset options ``{"clip": clip_id, "start": step}`` (with the seed) and a per-step
 ``source`` info (index into the ``sources`` list of the dataset metadata), so that
@@ -36,9 +44,12 @@ from racer_env.dataset.episodes import (
     SOURCES,
     AugmentConfig,
     Episode,
+    Policy,
+    clip_episodes,
     label_episodes,
     make_episodes,
     policy_episodes,
+    random_episodes,
 )
 from racer_env.envs.episode_data import (
     AUDIO_NORMALISATION,
@@ -60,7 +71,13 @@ from racer_env.workspace import (
     temporary_prefix,
 )
 
-DATASET_NAME = "augmented"
+DATASET_NAME = "augmented"  # the default tier
+TIERS = ("augmented", "expert", "random", "medium", "medium-replay", "medium-expert")
+AGENT_TIERS = ("medium", "medium-replay", "medium-expert")  # built from an agent's episodes (racer_agents.tiers)
+#: how ref_min_score / ref_max_score are measured; recorded in every dataset's inputs, so that datasets scored
+#: otherwise are rebuilt rather than mixed. A "score" (an agent's return in the benchmark) is measured the same way.
+SCORE_PROTOCOL = ("mean per-step reward of each whole test clip (a_0 = its first true code), averaged over clips; "
+                  "ref_min: uniformly random codes (seed 0), ref_max: the human speaker's codes")
 
 
 def parse_id(dataset_id: str) -> tuple[str | None, str, int]:
@@ -141,15 +158,31 @@ def _minari_pointed_at(path: Path):
             os.environ["MINARI_DATASETS_PATH"] = previous
 
 
-def default_dataset_id(workspace: Workspace, reward: str = "contrastive") -> str:
-    """``racer/<corpus>/augmented-v0`` (``augmented_distance`` for the distance reward)."""
+def default_dataset_id(workspace: Workspace, reward: str = "contrastive", tier: str = DATASET_NAME) -> str:
+    """``racer/<corpus>/<tier>-v0``, e.g. ``racer/synth/augmented-v0`` (``augmented_distance`` for the distance
+    reward)."""
     from racer_env.corpus.store import Corpus
 
     source = Corpus.load(workspace).manifest.get("source", {})
     name = "synth" if source.get("kind") == "synth" else Path(source.get("src", workspace.root.name)).name
     name = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "corpus"
     suffix = "" if reward == "contrastive" else f"_{reward}"
-    return f"racer/{name}/{DATASET_NAME}{suffix}-v0"
+    return f"racer/{name}/{check_tier(tier)}{suffix}-v0"
+
+
+def check_tier(tier: str) -> str:
+    """``tier`` if it is one of :data:`TIERS`, else a DatasetError listing them."""
+    if tier not in TIERS:
+        raise DatasetError(f"unknown dataset tier {tier!r}; choose one of {', '.join(TIERS)}")
+    return tier
+
+
+def normalised_score(score: float, ref_min: float, ref_max: float) -> float:
+    """D4RL's normalised score, x 100: 0 for random codes, 100 for the human speaker's codes."""
+    if ref_max == ref_min:
+        raise DatasetError(f"ref_min_score = ref_max_score = {ref_min}: the reward model scores random codes and the "
+                           f"human speaker's alike on the held-out clips, so no score can be normalised")
+    return 100.0 * (score - ref_min) / (ref_max - ref_min)
 
 
 def _existing_inputs(dataset_id: str) -> str | None:
@@ -183,7 +216,7 @@ def resolve_id(requested: str | None, default: str, inputs_sha: str) -> tuple[st
         dataset_id = gen_dataset_id(namespace, name, version)
 
 
-def _code_permalink() -> str:
+def code_permalink() -> str:
     """The commit of this checkout when it is a git repository, else the package version."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
@@ -203,17 +236,29 @@ def build_dataset(
     device: str = "cpu",
     progress: bool = True,
     reward: str = "contrastive",
+    tier: str = DATASET_NAME,
+    replay: list[Episode] | None = None,
 ) -> dict:
-    """Build (or reuse) the workspace's Minari dataset; returns a summary with its id and figures.
+    """Build (or reuse) the workspace's Minari dataset of ``tier``; returns a summary with its id and figures.
 
-    ``policy`` adds one rollout per ground-truth segment; ``policy_id`` (required with it, e.g. an agent's
-    checksum) identifies it, so a dataset of another policy is never mistaken for this one. ``reward="distance"``
-    labels the steps with the negative pose distance to the ground truth (the distance-reward ablation;
-    default id ``racer/<corpus>/augmented_distance-v0``).
+    ``policy`` adds one rollout per ground-truth segment (the ``medium`` tiers: a :class:`Policy` or a function
+    observation -> code); ``replay`` gives the episodes of the ``medium-replay`` tier; ``policy_id`` (required with
+    either, e.g. an agent's checksum) identifies them, so a dataset of another policy is never mistaken for this
+    one. ``reward="distance"`` labels the steps with the negative pose distance to the ground truth (the
+    distance-reward ablation; default id ``racer/<corpus>/augmented_distance-v0``).
     """
     check_reward_kind(reward)
-    if (policy is None) != (policy_id is None):
-        raise RacerError("policy and policy_id go together: pass both (policy_id names the policy) or neither")
+    check_tier(tier)
+    given = policy is not None or replay is not None
+    if given != (policy_id is not None):
+        raise RacerError("policy (or replay) and policy_id go together: pass both (policy_id names the policy) or "
+                         "neither")
+    needs = {"medium": "policy", "medium-expert": "policy", "medium-replay": "replay"}.get(tier)
+    if (needs == "policy" and policy is None) or (needs == "replay" and replay is None):
+        raise RacerError(f"tier {tier!r} is built from an agent's episodes: racer dataset build W --tier {tier}")
+    if (replay is not None and tier != "medium-replay") or (
+            policy is not None and tier not in ("medium", "medium-expert", DATASET_NAME)):
+        raise RacerError(f"tier {tier!r} takes no {'replay' if replay is not None else 'policy'} episodes")
     ws = Workspace.of(workspace)
     config, obs_config = config or AugmentConfig(), obs_config or ObservationConfig()
     check_output_directory(datasets_root(ws), "dataset directory")
@@ -221,21 +266,19 @@ def build_dataset(
     data = load_env_data(str(ws.root), device)
     inputs = {"augment": asdict(config), "observation": asdict(obs_config), "audio": AUDIO_NORMALISATION,
               "corpus": data.corpus_sha256,
-              "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256, "policy": policy_id}
+              "vqvae": data.scorer.vqvae_sha256, "reward": data.scorer.reward_sha256, "policy": policy_id,
+              "tier": tier, "scores": SCORE_PROTOCOL}
     if reward != "contrastive":  # (absent for the contrastive reward: datasets built before the option stay current)
         inputs["reward_kind"] = reward
     inputs_sha = sha256_json(inputs)
     with minari_root(ws) as root, stage_lock(ws.root, "dataset"), removed_if_left_empty(root):
         remove_stale_temporaries(root)
-        dataset_id, current = resolve_id(dataset_id, default_dataset_id(ws, reward), inputs_sha)
+        dataset_id, current = resolve_id(dataset_id, default_dataset_id(ws, reward, tier), inputs_sha)
         if current:
             return {"id": dataset_id, "skipped": True, "root": str(root)}
-        episodes = make_episodes(data, data.split_ids("train"), config)
-        if policy is not None:
-            segments = [(e.clip, e.start, len(e.actions)) for e in episodes if e.source == GROUND_TRUTH]
-            episodes += policy_episodes(data, segments, policy, obs_config)
+        episodes = tier_episodes(data, tier, config, obs_config, policy, replay)
         label_episodes(data, episodes, obs_config, progress=progress, reward=reward)
-        ref_min, ref_max = reference_scores(data, episodes, config, obs_config, reward)
+        ref_min, ref_max = reference_scores(data, reward=reward)
         with _staging_root(root) as staging:
             _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward)
             pause_point("dataset-publish")
@@ -246,14 +289,32 @@ def build_dataset(
             "ref_min_score": ref_min, "ref_max_score": ref_max, "seconds": time.perf_counter() - start_time}
 
 
-def reference_scores(data: EnvData, episodes: list[Episode], config: AugmentConfig,
-                     obs_config: ObservationConfig, reward: str = "contrastive") -> tuple[float, float]:
-    """(mean return of uniformly random codes, mean ground-truth return) over the ground-truth segments."""
-    gt = [e for e in episodes if e.source == GROUND_TRUTH]
-    rng = np.random.default_rng([config.seed, 1])
-    random_eps = [Episode(e.clip, e.start, rng.integers(0, data.n_codes, len(e.actions)), "random") for e in gt]
-    label_episodes(data, random_eps, obs_config, progress=False, reward=reward)
-    return (float(np.mean([e.rewards.sum() for e in random_eps])), float(np.mean([e.rewards.sum() for e in gt])))
+def tier_episodes(data: EnvData, tier: str, config: AugmentConfig, obs_config: ObservationConfig,
+                  policy: Policy | Callable[[dict], int] | None = None,
+                  replay: list[Episode] | None = None) -> list[Episode]:
+    """The episodes (actions only) of a tier, on the training clips."""
+    if tier == "medium-replay":
+        return list(replay)
+    human = make_episodes(data, data.split_ids("train"), config if tier == DATASET_NAME else replace(config, augment=0))
+    if tier == "random":
+        return random_episodes(data, human, config.seed)
+    if policy is None:
+        return human  # expert, augmented
+    segments = [(e.clip, e.start, len(e.actions)) for e in human if e.source == GROUND_TRUTH]
+    agent = policy_episodes(data, segments, policy, obs_config)
+    return agent if tier == "medium" else human + agent  # medium-expert (and augmented with a policy's episodes)
+
+
+def reference_scores(data: EnvData, split: str = "test", reward: str = "contrastive") -> tuple[float, float]:
+    """(ref_min_score, ref_max_score) by :data:`SCORE_PROTOCOL`: the mean per-step reward of uniformly random codes
+    and of the human speaker's codes on the whole clips of ``split``, averaged over clips."""
+    truth = clip_episodes(data, data.split_ids(split))
+    if not truth:
+        raise DatasetError(f"split {split!r} has no clip of 2 code steps or more: no reference scores (the "
+                           f"normalised score needs held-out clips)")
+    random = random_episodes(data, truth, 0)
+    label_episodes(data, truth + random, ObservationConfig(), progress=False, reward=reward)
+    return (float(np.mean([e.rewards.mean() for e in random])), float(np.mean([e.rewards.mean() for e in truth])))
 
 
 def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
@@ -271,7 +332,8 @@ def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: 
         "env_spec": replace(spec, kwargs={**spec.kwargs, **env_kwargs}).to_json(),
         "eval_env_spec": replace(eval_spec, kwargs={**eval_spec.kwargs, "workspace": env_kwargs["workspace"],
                                                     **asdict(obs_config)}).to_json(),
-        "ref_min_score": ref_min, "ref_max_score": ref_max, "sources": list(SOURCES), "racer_reward": reward,
+        "ref_min_score": ref_min, "ref_max_score": ref_max, "racer_scores": SCORE_PROTOCOL,
+        "racer_tier": inputs["tier"], "sources": list(SOURCES), "racer_reward": reward,
         "racer_inputs": inputs, "racer_inputs_sha256": inputs_sha,
         "vqvae_sha256": inputs["vqvae"], "reward_sha256": inputs["reward"], "corpus_sha256": inputs["corpus"],
     })
@@ -331,7 +393,7 @@ def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvDa
         action_space=gym.spaces.Discrete(data.n_codes),
         algorithm_name="racer ground truth + augmentations",
         author="racer contributors", author_email="racer@users.noreply.github.com",
-        code_permalink=_code_permalink(),
+        code_permalink=code_permalink(),
         description=(f"RACER gesture MDP offline data: ground-truth code trajectories of every training "
                      f"{'clip' if config.segment_codes is None else f'segment of {config.segment_codes} codes'} plus {config.augment} augmented episodes per segment "
                      f"({', '.join(AUGMENTATIONS)}), rewards from "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from racer_env.errors import RacerError
 
 GROUND_TRUTH = "ground_truth"  # the source of the human speaker's episodes
 SOURCES = (GROUND_TRUTH, "random_substitution", "nn_substitution", "time_shift", "codes_from_other_clip",
-           "policy")
+           "policy", "random", "replay")
 AUGMENTATIONS = SOURCES[1:5]
 SHIFTS = (-4, -3, -2, 2, 3, 4)
 
@@ -130,15 +131,40 @@ def _augment(kind: str, data: EnvData, clip_id: str, start: int, gt: np.ndarray,
     return np.resize(data.clips[other_clip].codes[other_start + 1:other_start + 1 + other_h], len(gt))
 
 
-def policy_episodes(data: EnvData, segments: list[tuple[str, int, int]], policy: Callable[[dict], int],
+@runtime_checkable
+class Policy(Protocol):
+    """What rolls out a dataset's policy episodes: reset at each episode's start, then one code per observation
+    (racer_agents' agents implement it; a plain function observation -> code is taken as a stateless policy)."""
+
+    def reset(self) -> None: ...
+
+    def act(self, observation: dict) -> int: ...
+
+
+def policy_episodes(data: EnvData, segments: list[tuple[str, int, int]], policy: Policy | Callable[[dict], int],
                     cfg: ObservationConfig) -> list[Episode]:
-    """Rollouts of ``policy`` (observation -> code) from the ground-truth a_0 of each (clip, start, horizon)."""
+    """Rollouts of ``policy`` from the ground-truth a_0 of each (clip, start, horizon)."""
     episodes = []
     for clip_id, start, horizon in segments:
         clip = data.clips[clip_id]
-        actions = rollout_codes(policy, clip, start, horizon, int(clip.codes[start]), cfg, data.n_codes)
+        if isinstance(policy, Policy):
+            policy.reset()
+        act = policy.act if isinstance(policy, Policy) else policy
+        actions = rollout_codes(act, clip, start, horizon, int(clip.codes[start]), cfg, data.n_codes)
         episodes.append(Episode(clip_id, start, actions, "policy"))
     return episodes
+
+
+def random_episodes(data: EnvData, like: list[Episode], seed: int) -> list[Episode]:
+    """One episode of uniformly random codes for each of ``like`` (same clip, start and length)."""
+    rng = np.random.default_rng([seed, 2])
+    return [Episode(e.clip, e.start, rng.integers(0, data.n_codes, len(e.actions)), "random") for e in like]
+
+
+def clip_episodes(data: EnvData, clip_ids: list[str]) -> list[Episode]:
+    """The human speaker's episode of every whole clip (from its first code step)."""
+    return [Episode(c, 0, data.clips[c].codes[1:].copy(), GROUND_TRUTH) for c in clip_ids
+            if len(data.clips[c].codes) >= 2]
 
 
 def label_episodes(data: EnvData, episodes: list[Episode], cfg: ObservationConfig, batch: int = 4096,

@@ -103,6 +103,12 @@ class GestureSynthesisVectorEnv(VectorEnv):
         self._autoreset = terminated.copy()
         return self._observations(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), {}
 
+    def episode_origins(self) -> tuple[tuple[str, int], ...]:
+        """(clip id, start step) of every sub-environment's current episode: with its actions, what replays it."""
+        if any(c is None for c in self._clips):
+            raise RuntimeError("call reset() before episode_origins()")
+        return tuple((c.clip_id, int(s)) for c, s in zip(self._clips, self._starts))
+
     def render(self):
         """A tuple of one rgb array per sub-environment (with render_mode='rgb_array')."""
         if self.render_mode != "rgb_array":

@@ -1,0 +1,107 @@
+"""The reference table of the gesture benchmark: offline RL algorithms on every dataset tier, normalised scores.
+
+Runs ``racer benchmark`` (racer_agents.benchmark.run_benchmark) for bc, racer-cql, online DQN and four discrete d3rlpy
+algorithms (DiscreteCQL, DiscreteBCQ, DQN, DoubleDQN) on the six tiers of one workspace, 3 seeds each, and writes the
+table of normalised scores with their 95 % intervals (seeds x clips), the key metrics, what the tiers show, and how
+many seeds a claimed difference needs at the measured spread.
+
+The workspace is the main job's (``racer demo W``: the 60-minute built-in corpus, `demo` VQ-VAE and reward model);
+agents use the `demo` GPT. The default budget (``--steps 300``: offline training steps, online iterations) fits about
+2 hours of 2 CPU cores with the workspace built; ``--steps`` and ``--seeds`` trade time for precision, and the
+result records what was run. Agents already trained with the same settings are reused (run it again to extend it).
+
+Usage:  python benchmarks/offline_rl_table.py --workspace W [--steps 300] [--seeds 3] [--algos ...]
+                                              [--out benchmarks/results/offline_rl_table]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import machine, write_results
+
+from racer_agents.benchmark import run_benchmark
+from racer_env.dataset.builder import TIERS
+
+ALGOS = ("bc", "racer-cql", "dqn", "d3rlpy:DiscreteCQL", "d3rlpy:DiscreteBCQ", "d3rlpy:DQN", "d3rlpy:DoubleDQN")
+
+
+def seeds_needed(sd: float, difference: float, z: float = 1.96) -> int:
+    """Seeds per algorithm for a difference of ``difference`` points to exceed 2 standard errors of the difference
+    of two means, each over seeds with standard deviation ``sd`` (a two-sample z-test at 95 %)."""
+    if difference <= 0:
+        return 0
+    return int(np.ceil(2 * (z * sd / difference) ** 2))
+
+
+def spread(report: dict) -> float:
+    """The standard deviation over seeds of the clip-mean normalised score, pooled over tiers."""
+    sds = []
+    for t in report["tiers"].values():
+        per_seed = [np.mean(s["per_clip"]["normalised_score"]) for s in t["per_seed"].values()]
+        if len(per_seed) > 1:
+            sds.append(np.std(per_seed, ddof=1))
+    return float(np.sqrt(np.mean(np.square(sds)))) if sds else float("nan")
+
+
+def markdown(r: dict) -> str:
+    tiers = r["tiers"]
+
+    def cell(v: list | None, d: int = 1) -> str:
+        return "n/a" if v is None else f"{v[0]:.{d}f} [{v[1]:.{d}f}, {v[2]:.{d}f}]"
+
+    lines = [("Normalised score (0: uniformly random codes, 100: the human speaker's codes), mean over "
+             f"{len(r['seeds'])} seeds and the {r['clips']} test clips [95 % interval, seeds x clips]:"), "",
+             "| algorithm | " + " | ".join(tiers) + " |", "| --- |" + " ---: |" * len(tiers)]
+    for algo, rep in r["reports"].items():
+        lines.append(f"| {algo} | " + " | ".join(cell(rep["tiers"][t]["summary"]["normalised_score"])
+                                                  for t in tiers) + " |")
+    lines += ["", "Stroke F1 (pooled over clips; interval over seeds):", "",
+              "| algorithm | " + " | ".join(tiers) + " |", "| --- |" + " ---: |" * len(tiers)]
+    for algo, rep in r["reports"].items():
+        lines.append(f"| {algo} | " + " | ".join(cell(rep["tiers"][t]["summary"]["stroke_f1"], 3) for t in tiers)
+                     + " |")
+    lines += ["", f"Seed spread of the normalised score (sd over seeds, pooled): {r['seed_sd']:.1f} points; seeds per "
+              "algorithm for a difference to be claimed at 95 %: " + ", ".join(
+                  f"{d} points: {n}" for d, n in r["seeds_for_difference"].items()) + ".", "",
+              (f"Protocol: steps {r['steps']} (offline: training steps; dqn: online iterations), seeds {r['seeds']}, "
+              f"preset demo, workspace corpus {r['corpus_sha256'][:12]}; {r['seconds'] / 60:.0f} min on "
+              f"{r['machine']}."), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workspace", type=Path, required=True, help="a workspace built by racer demo")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--algos", nargs="+", default=list(ALGOS))
+    p.add_argument("--tiers", nargs="+", default=list(TIERS))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/offline_rl_table"))
+    args = p.parse_args()
+    start = time.perf_counter()
+    reports = {}
+    for algo in args.algos:
+        t0 = time.perf_counter()
+        reports[algo] = run_benchmark(args.workspace, algo, tuple(args.tiers), args.seeds, args.steps, "demo",
+                                      progress=False)
+        print(f"{algo}: {time.perf_counter() - t0:.0f} s", flush=True)
+    first = next(iter(reports.values()))
+    sd = float(np.sqrt(np.mean([spread(rep) ** 2 for rep in reports.values()])))
+    result = {"tiers": list(args.tiers), "seeds": list(range(args.seeds)), "steps": args.steps,
+              "clips": len(first["protocol"]["clips"]), "corpus_sha256": first["protocol"]["corpus_sha256"],
+              "reports": reports, "seed_sd": sd,
+              "seeds_for_difference": {d: seeds_needed(sd, d) for d in (5, 10, 20)},
+              "seconds": time.perf_counter() - start, "machine": machine()}
+    write_results(args.out, result, markdown)
+
+
+if __name__ == "__main__":
+    main()

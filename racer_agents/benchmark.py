@@ -1,0 +1,282 @@
+"""``racer benchmark W --algo A``: an offline RL algorithm on the dataset tiers, scored on the held-out clips.
+
+For every tier (``racer dataset build W --tier T``, built when missing) and seed, the algorithm is trained on the
+tier's dataset (``W/agents/bench-<algo>-<tier>-s<seed>/``; a finished run is reused, so the same command twice gives
+the same numbers at no cost) and rolled out on the whole test clips by ``racer evaluate``. Reported per tier:
+
+* the **normalised score**: ``100 x minari.get_normalized_score(dataset, mean reward)``, per clip (0: uniformly
+  random codes, 100: the human speaker's codes; ``racer_env.dataset.builder.SCORE_PROTOCOL``);
+* the key metrics: mean reward (per clip), stroke F1 (pooled over the clips; built-in corpus), sync (per clip) and
+  FGD (pooled);
+* 95 % bootstrap intervals: per-clip figures resample the seeds and the clips together (2,000 resamples: a
+  seed-and-clip grid mean each), pooled figures the seeds.
+
+``--algo`` takes racer-cql, bc, ``d3rlpy:<Name>``, the online dqn and actor-critic (they learn from the environment,
+not a dataset: one run per seed, reported under every tier), or ``module:Class``: any class with a constructor that
+needs no arguments, the agent protocol (``act(observation) -> code``; ``reset()``, ``observe_reward(r)``, ``obs_cfg``
+and ``name`` optional) and ``fit(dataset)`` (the Minari dataset; ``seed``, ``steps`` and ``device`` are passed when
+``fit`` accepts them). The JSON result holds every per-seed value and the protocol (corpus checksum, dataset ids and
+checksums, reference scores, steps, seeds, clips, code version), so that two published numbers can be checked for
+comparability.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from racer_agents.agent import Agent
+from racer_env.dataset.builder import (
+    SCORE_PROTOCOL,
+    TIERS,
+    DatasetInfo,
+    check_tier,
+    code_permalink,
+    minari_root,
+)
+from racer_env.envs.episode_data import ObservationConfig
+from racer_env.errors import RacerError
+from racer_env.workspace import Workspace, stage_lock, write_json_atomic, write_text_atomic
+
+BUILT_IN = ("racer-cql", "bc", "dqn", "actor-critic")
+ONLINE = ("dqn", "actor-critic")
+RESAMPLES = 2000  # bootstrap resamples of each interval
+METRICS = ("normalised_score", "mean_reward", "stroke_f1", "sync", "fgd")
+PER_CLIP = ("normalised_score", "mean_reward", "sync")  # the rest are pooled over the clips
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a benchmark run is: the comparability key of its numbers."""
+
+    algo: str
+    tiers: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int | None
+    preset: str
+    split: str = "test"
+
+
+class UserAgent(Agent):
+    """A user's ``module:Class`` seen through the agent protocol (the optional methods default to nothing)."""
+
+    def __init__(self, inner, name: str, n_codes: int) -> None:
+        self.inner, self.name, self.n_codes = inner, name, n_codes
+        self.obs_cfg = getattr(inner, "obs_cfg", ObservationConfig())
+
+    def reset(self) -> None:
+        if hasattr(self.inner, "reset"):
+            self.inner.reset()
+
+    def act(self, observation: dict) -> int:
+        return int(self.inner.act(observation))
+
+    def observe_reward(self, reward: float) -> None:
+        if hasattr(self.inner, "observe_reward"):
+            self.inner.observe_reward(reward)
+
+
+def user_class(spec: str):
+    """The class of ``module:Class``, checked for ``act`` and ``fit``; a RacerError naming what is wrong."""
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise RacerError(f"--algo {spec}: expected module:Class, e.g. mypackage.agents:MyAgent")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except ImportError as err:
+        raise RacerError(f"--algo {spec}: cannot import {module_name} ({err})") from None
+    except AttributeError:
+        raise RacerError(f"--algo {spec}: module {module_name} has no {class_name}") from None
+    missing = [m for m in ("act", "fit") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise RacerError(f"--algo {spec}: {class_name} lacks {' and '.join(missing)} (a benchmark agent needs "
+                         f"act(observation) -> code and fit(dataset))")
+    return cls
+
+
+def resolve_algo(algo: str | type) -> tuple[str, type | None]:
+    """(the algorithm's name, the user's class or None): ``algo`` is a built-in name, ``d3rlpy:<Name>``,
+    ``module:Class``, or (from Python) the class itself."""
+    if isinstance(algo, type):
+        missing = [m for m in ("act", "fit") if not callable(getattr(algo, m, None))]
+        if missing:
+            raise RacerError(f"{algo.__qualname__} lacks {' and '.join(missing)} (a benchmark agent needs "
+                             f"act(observation) -> code and fit(dataset))")
+        return f"{algo.__module__}:{algo.__qualname__}", algo
+    if algo in BUILT_IN or algo.startswith("d3rlpy:"):
+        return algo, None
+    if ":" in algo:
+        return algo, user_class(algo)
+    raise RacerError(f"--algo must be one of {', '.join(BUILT_IN)}, d3rlpy:<Name> or module:Class, got {algo!r}")
+
+
+def agent_name(algo: str, tier: str | None, seed: int) -> str:
+    """``bench-<algo>-<tier>-s<seed>`` (online agents: no tier), a directory name."""
+    slug = algo.replace(":", "-").replace(".", "-")
+    return f"bench-{slug}" + (f"-{tier}" if tier else "") + f"-s{seed}"
+
+
+def train_one(ws: Workspace, algo: str, user: type | None, tier: str, dataset_id: str, seed: int, steps: int | None,
+              preset: str, device: str, progress: bool) -> Agent | str:
+    """Train ``algo`` on one tier and seed; the trained agent's name in W/agents (or the fitted user agent)."""
+    from racer_agents.train import agent_config_for, train_agent
+
+    if user is not None:
+        return _fit_user(ws, algo, user, tier, dataset_id, seed, steps, device)
+    if algo in ONLINE:
+        from racer_agents.online import online_config_for
+
+        name = agent_name(algo, None, seed)
+        train_agent(ws, online_config_for(preset, algo=algo, steps=steps, seed=seed, agent_name=name), device=device,
+                    progress=progress)
+        return name
+    name = agent_name(algo, tier, seed)
+    train_agent(ws, agent_config_for(preset, algo=algo, steps=steps, seed=seed, dataset=dataset_id, agent_name=name),
+                device=device, progress=progress)
+    return name
+
+
+def _fit_user(ws: Workspace, algo: str, cls: type, tier: str, dataset_id: str, seed: int, steps: int | None,
+              device: str) -> Agent:
+    import minari
+    import torch
+
+    from racer_env.envs.episode_data import load_env_data
+
+    np.random.seed(seed)  # (a user class that draws from the global generators is seeded too)
+    torch.manual_seed(seed)
+    inner = cls()
+    wanted = inspect.signature(inner.fit).parameters
+    given = {k: v for k, v in (("seed", seed), ("steps", steps), ("device", device)) if k in wanted}
+    with minari_root(ws):
+        inner.fit(minari.load_dataset(dataset_id), **given)
+    return UserAgent(inner, agent_name(algo, tier, seed), load_env_data(str(ws.root), device).n_codes)
+
+
+def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str, ...] = TIERS, seeds: int = 3,
+                  steps: int | None = None, preset: str = "demo", device: str = "cpu",
+                  progress: bool = True) -> dict:
+    """Train ``algo`` (a name, ``module:Class``, or a class) on every tier and seed, evaluate on the test clips, and
+    summarise; the result as a dict (also written to ``W/benchmark/<algo>.json`` and ``.md``)."""
+    from racer_agents.evaluate import evaluate
+    from racer_agents.tiers import build_tier
+
+    ws = Workspace.of(workspace)
+    algo, user = resolve_algo(algo)  # (checked before any work)
+    tiers = tuple(dict.fromkeys(check_tier(t) for t in tiers))
+    if seeds < 1:
+        raise RacerError(f"--seeds must be >= 1, got {seeds}")
+    protocol = Protocol(algo, tiers, tuple(range(seeds)), steps, preset)
+    datasets = {}
+    for tier in tiers:
+        built = build_tier(ws, tier, preset=preset, device=device, progress=progress)
+        with minari_root(ws):
+            import minari
+
+            info = DatasetInfo.of(minari.load_dataset(built["id"]))
+        datasets[tier] = {"id": built["id"], "inputs_sha256": info.inputs_sha256, "ref_min_score": info.ref_min_score,
+                          "ref_max_score": info.ref_max_score}
+    agents: dict[tuple[str, int], Agent | str] = {}
+    for tier in tiers:
+        for seed in protocol.seeds:
+            agents[tier, seed] = train_one(ws, algo, user, tier, datasets[tier]["id"], seed, steps, preset, device,
+                                           progress)
+    systems = list(dict.fromkeys(agents.values()))  # (online agents: one per seed, shared by the tiers)
+    with stage_lock(ws.root / "eval", "evaluate"):
+        result = evaluate(ws, systems, split=protocol.split, device=device, progress=progress, bootstrap=1)
+    report = _summarise(result, agents, datasets, protocol)
+    report["protocol"] = {**report["protocol"], "corpus_sha256": _corpus_sha(ws), "code": code_permalink(),
+                          "score": SCORE_PROTOCOL, "clips": result["clip_ids"]}
+    out = result_path(ws, algo)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, report)
+    write_text_atomic(out.with_suffix(".md"), markdown(report))
+    return report
+
+
+def _corpus_sha(ws: Workspace) -> str:
+    from racer_env.corpus.store import Corpus
+
+    return Corpus.load(ws).checksum
+
+
+def _summarise(result: dict, agents: dict, datasets: dict, protocol: Protocol) -> dict:
+    """Per tier: every seed's figures and the point estimates with their bootstrap intervals."""
+    tiers = {}
+    for tier in protocol.tiers:
+        ref = datasets[tier]
+        per_seed = {}
+        for seed in protocol.seeds:
+            agent = agents[tier, seed]
+            name = agent if isinstance(agent, str) else agent.name
+            clips = result["per_clip"][name]
+            rewards = np.asarray(clips["mean_reward"], dtype=np.float64)
+            pooled = result["systems"][name]
+            per_seed[str(seed)] = {
+                "agent": name,
+                "per_clip": {"normalised_score": (100 * _normalised(rewards, ref)).tolist(),
+                             "mean_reward": rewards.tolist(), "sync": list(clips["sync"])},
+                "stroke_f1": pooled.get("stroke_f1"), "fgd": pooled.get("fgd")}
+        tiers[tier] = {"dataset": ref, "per_seed": per_seed, "summary": _intervals(per_seed, protocol.seeds)}
+    return {"protocol": {"algo": protocol.algo, "tiers": list(protocol.tiers), "seeds": list(protocol.seeds),
+                         "steps": protocol.steps, "preset": protocol.preset, "split": protocol.split,
+                         "datasets": {t: datasets[t] for t in protocol.tiers}, "resamples": RESAMPLES},
+            "tiers": tiers}
+
+
+def _normalised(values: np.ndarray, ref: dict) -> np.ndarray:
+    """minari.get_normalized_score's formula on the dataset's reference scores."""
+    return (values - ref["ref_min_score"]) / (ref["ref_max_score"] - ref["ref_min_score"])
+
+
+def _intervals(per_seed: dict, seeds: tuple[int, ...]) -> dict:
+    """{metric: [point, low, high]}: per-clip metrics bootstrapped over seeds x clips, pooled ones over seeds."""
+    rng = np.random.default_rng(0)
+    out: dict[str, list | None] = {}
+    for metric in PER_CLIP:
+        grid = np.array([per_seed[str(s)]["per_clip"][metric] for s in seeds], dtype=np.float64)  # (S, C)
+        s_idx = rng.integers(0, grid.shape[0], (RESAMPLES, grid.shape[0]))
+        c_idx = rng.integers(0, grid.shape[1], (RESAMPLES, grid.shape[1]))
+        means = grid[s_idx[:, :, None], c_idx[:, None, :]].mean(axis=(1, 2))
+        out[metric] = [float(grid.mean()), *map(float, np.percentile(means, [2.5, 97.5]))]
+    for metric in ("stroke_f1", "fgd"):
+        values = np.array([per_seed[str(s)][metric] for s in seeds if per_seed[str(s)][metric] is not None])
+        if len(values) == 0:
+            out[metric] = None
+            continue
+        means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(axis=1)
+        out[metric] = [float(values.mean()), *map(float, np.percentile(means, [2.5, 97.5]))]
+    return out
+
+
+def markdown(report: dict) -> str:
+    """The result table: one row per tier."""
+    p = report["protocol"]
+    rows = ["| tier | normalised score | mean reward | stroke F1 | sync | FGD |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for tier, t in report["tiers"].items():
+        cells = []
+        for metric in METRICS:
+            v = t["summary"][metric]
+            digits = 1 if metric == "normalised_score" else 3
+            cells.append("n/a" if v is None else f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]")
+        rows.append(f"| {tier} | " + " | ".join(cells) + " |")
+    return "\n".join([
+        (f"racer benchmark: `{p['algo']}`, seeds {p['seeds']}, steps {p['steps'] or 'preset default'} "
+        f"(preset {p['preset']}), {p['split']} split ({len(p.get('clips', []))} whole clips)"), "",
+        *rows, "",
+        ("Normalised score: 0 = uniformly random codes, 100 = the human speaker's codes (per clip). Brackets: 95 % "
+        "bootstrap interval over seeds and clips (stroke F1, FGD: over seeds)."), ""])
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    print(json.dumps(report, indent=2) if as_json else markdown(report))
+
+
+def result_path(workspace: str | Path, algo: str) -> Path:
+    """Where run_benchmark writes the result of ``algo`` (its name): ``W/benchmark/<algo>.json``."""
+    return Workspace.of(workspace).root / "benchmark" / (algo.replace(":", "-").replace("/", "-") + ".json")
