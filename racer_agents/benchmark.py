@@ -59,6 +59,7 @@ class Protocol:
     seeds: tuple[int, ...]
     steps: int | None
     preset: str
+    batch_size: int | None = None  # offline algorithms' batch (None: the preset's)
     split: str = "test"
 
 
@@ -122,7 +123,7 @@ def agent_name(algo: str, tier: str | None, seed: int) -> str:
 
 
 def train_one(ws: Workspace, algo: str, user: type | None, tier: str, dataset_id: str, seed: int, steps: int | None,
-              preset: str, device: str, progress: bool) -> Agent | str:
+              preset: str, device: str, progress: bool, batch_size: int | None = None) -> Agent | str:
     """Train ``algo`` on one tier and seed; the trained agent's name in W/agents (or the fitted user agent)."""
     from racer_agents.train import agent_config_for, train_agent
 
@@ -136,8 +137,8 @@ def train_one(ws: Workspace, algo: str, user: type | None, tier: str, dataset_id
                     progress=progress)
         return name
     name = agent_name(algo, tier, seed)
-    train_agent(ws, agent_config_for(preset, algo=algo, steps=steps, seed=seed, dataset=dataset_id, agent_name=name),
-                device=device, progress=progress)
+    train_agent(ws, agent_config_for(preset, algo=algo, steps=steps, seed=seed, dataset=dataset_id, agent_name=name,
+                                     batch_size=batch_size), device=device, progress=progress)
     return name
 
 
@@ -160,7 +161,7 @@ def _fit_user(ws: Workspace, algo: str, cls: type, tier: str, dataset_id: str, s
 
 def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str, ...] = TIERS, seeds: int = 3,
                   steps: int | None = None, preset: str = "demo", device: str = "cpu",
-                  progress: bool = True) -> dict:
+                  progress: bool = True, batch_size: int | None = None) -> dict:
     """Train ``algo`` (a name, ``module:Class``, or a class) on every tier and seed, evaluate on the test clips, and
     summarise; the result as a dict (also written to ``W/benchmark/<algo>.json`` and ``.md``)."""
     from racer_agents.evaluate import evaluate
@@ -171,7 +172,7 @@ def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str
     tiers = tuple(dict.fromkeys(check_tier(t) for t in tiers))
     if seeds < 1:
         raise RacerError(f"--seeds must be >= 1, got {seeds}")
-    protocol = Protocol(algo, tiers, tuple(range(seeds)), steps, preset)
+    protocol = Protocol(algo, tiers, tuple(range(seeds)), steps, preset, batch_size)
     datasets = {}
     for tier in tiers:
         built = build_tier(ws, tier, preset=preset, device=device, progress=progress)
@@ -185,7 +186,7 @@ def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str
     for tier in tiers:
         for seed in protocol.seeds:
             agents[tier, seed] = train_one(ws, algo, user, tier, datasets[tier]["id"], seed, steps, preset, device,
-                                           progress)
+                                           progress, batch_size)
     systems = list(dict.fromkeys(agents.values()))  # (online agents: one per seed, shared by the tiers)
     with stage_lock(ws.root / "eval", "evaluate"):
         result = evaluate(ws, systems, split=protocol.split, device=device, progress=progress, bootstrap=1)
@@ -224,7 +225,8 @@ def _summarise(result: dict, agents: dict, datasets: dict, protocol: Protocol) -
                 "stroke_f1": pooled.get("stroke_f1"), "fgd": pooled.get("fgd")}
         tiers[tier] = {"dataset": ref, "per_seed": per_seed, "summary": _intervals(per_seed, protocol.seeds)}
     return {"protocol": {"algo": protocol.algo, "tiers": list(protocol.tiers), "seeds": list(protocol.seeds),
-                         "steps": protocol.steps, "preset": protocol.preset, "split": protocol.split,
+                         "steps": protocol.steps, "preset": protocol.preset, "batch_size": protocol.batch_size,
+                         "split": protocol.split,
                          "datasets": {t: datasets[t] for t in protocol.tiers}, "resamples": RESAMPLES},
             "tiers": tiers}
 

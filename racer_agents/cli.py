@@ -165,6 +165,8 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
                        help="training steps (online: iterations; default: the preset's)")
     bench.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"],
                        help="model sizes of the agents (default demo)")
+    bench.add_argument("--batch-size", type=_positive_int, default=None,
+                       help="offline algorithms' training batch (default: the preset's)")
     bench.add_argument("--json", action="store_true", help="print the whole result as JSON")
     _common_options(bench, cmd_benchmark)
     return parser
@@ -174,7 +176,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from racer_agents.benchmark import print_report, result_path, run_benchmark
 
     report = run_benchmark(args.workspace, args.algo, tuple(args.tier or TIER_CHOICES), args.seeds, args.steps,
-                           args.preset, args.device, progress=not args.quiet)
+                           args.preset, args.device, progress=not args.quiet, batch_size=args.batch_size)
     print_report(report, args.json)
     if not args.json:
         print(result_path(args.workspace, args.algo))

@@ -4,8 +4,9 @@
 three need an agent, trained here first and kept in the workspace like any other (so that a second build reuses it):
 
 * ``medium``: the rollouts (one per training segment, from the true a_0) of ``bc-medium``, a bc agent trained on the
-  ``expert`` tier that stops at its first validation whose normalised score reaches :data:`MEDIUM_SCORE` (50: half
-  of the human speaker's, as D4RL's medium policies are early-stopped), keeping the validated weights nearest it;
+  ``expert`` tier that stops at its first validation (every 50 steps at most) whose normalised score reaches
+  :data:`MEDIUM_SCORE` (50: half of the human speaker's, as D4RL's medium policies are early-stopped), keeping the
+  validated weights nearest it;
 * ``medium-replay``: every episode ``dqn-medium``, an online DQN on the training segments, collected until its
   greedy policy's normalised score on the validation clips reached the same level (its replay memory, as D4RL's
   medium-replay is the buffer of the run that trained the medium policy);
@@ -25,6 +26,7 @@ from racer_env.errors import RacerError
 from racer_env.workspace import Workspace
 
 MEDIUM_SCORE = 50.0  # the medium agents' target: half of the human speaker's normalised score
+MEDIUM_VALID_EVERY = 50  # bc-medium's validations (steps apart) at most: it stops at the first that reaches 50
 MEDIUM_AGENTS = {"medium": "bc-medium", "medium-expert": "bc-medium", "medium-replay": "dqn-medium"}
 
 
@@ -66,8 +68,9 @@ def _medium_bc(ws: Workspace, preset: str, steps: int | None, config: AugmentCon
     from racer_env.checkpoint import read_checksum
 
     expert = build_dataset(ws, config=config, tier="expert", device=device, progress=progress)
+    every = min(agent_config_for(preset).valid_every, MEDIUM_VALID_EVERY)  # (validated often: stops near 50)
     cfg = agent_config_for(preset, algo="bc", steps=steps, seed=config.seed, dataset=expert["id"],
-                           stop_score=MEDIUM_SCORE, agent_name=MEDIUM_AGENTS["medium"])
+                           stop_score=MEDIUM_SCORE, agent_name=MEDIUM_AGENTS["medium"], valid_every=every)
     result = train_agent(ws, cfg, device=device, progress=progress)
     return {**result, "checksum": read_checksum(ws.root / "agents" / cfg.name / "model.pt")}
 
