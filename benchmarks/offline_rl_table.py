@@ -28,18 +28,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import machine, write_results
 
-from racer_agents.benchmark import run_benchmark
+from racer_agents.benchmark import format_interval, run_benchmark
 from racer_env.dataset.builder import TIERS
 
 ALGOS = ("bc", "racer-cql", "dqn", "d3rlpy:DiscreteCQL", "d3rlpy:DiscreteBCQ", "d3rlpy:DQN", "d3rlpy:DoubleDQN")
 
 
-def seeds_needed(sd: float, difference: float, z: float = 1.96) -> int:
-    """Seeds per algorithm for a difference of ``difference`` points to exceed 2 standard errors of the difference
-    of two means, each over seeds with standard deviation ``sd`` (a two-sample z-test at 95 %)."""
+def seeds_needed(sd: float, difference: float, z_alpha: float = 1.96, z_power: float = 0.84) -> int:
+    """Seeds per algorithm to detect a true difference of ``difference`` points between two algorithms whose
+    seed-mean scores have standard deviation ``sd`` over seeds: a two-sample z-test at 5 % with 80 % power."""
     if difference <= 0:
         return 0
-    return int(np.ceil(2 * (z * sd / difference) ** 2))
+    return int(np.ceil(2 * ((z_alpha + z_power) * sd / difference) ** 2))
 
 
 def spread(report: dict) -> float:
@@ -56,7 +56,7 @@ def markdown(r: dict) -> str:
     tiers = r["tiers"]
 
     def cell(v: list | None, d: int = 1) -> str:
-        return "n/a" if v is None else f"{v[0]:.{d}f} [{v[1]:.{d}f}, {v[2]:.{d}f}]"
+        return format_interval(v, d)
 
     lines = [("Normalised score (0: uniformly random codes, 100: the human speaker's codes), mean over "
              f"{len(r['seeds'])} seeds and the {r['clips']} test clips [95 % interval, seeds x clips]:"), "",
@@ -70,7 +70,7 @@ def markdown(r: dict) -> str:
         lines.append(f"| {algo} | " + " | ".join(cell(rep["tiers"][t]["summary"]["stroke_f1"], 3) for t in tiers)
                      + " |")
     lines += ["", f"Seed spread of the normalised score (sd over seeds, pooled): {r['seed_sd']:.1f} points; seeds per "
-              "algorithm for a difference to be claimed at 95 %: " + ", ".join(
+              "algorithm to detect a difference (5 % test, 80 % power): " + ", ".join(
                   f"{d} points: {n}" for d, n in r["seeds_for_difference"].items()) + ".", "",
               (f"Protocol: steps {r['steps']} (offline: training steps; dqn: online iterations), seeds {r['seeds']}, "
               f"preset demo, workspace corpus {r['corpus_sha256'][:12]}; {r['seconds'] / 60:.0f} min on "

@@ -4,18 +4,20 @@ For every tier (``racer dataset build W --tier T``, built when missing) and seed
 tier's dataset (``W/agents/bench-<algo>-<tier>-s<seed>/``; a finished run is reused, so the same command twice gives
 the same numbers at no cost) and rolled out on the whole test clips by ``racer evaluate``. Reported per tier:
 
-* the **normalised score**: ``100 x minari.get_normalized_score(dataset, mean reward)``, per clip (0: uniformly
-  random codes, 100: the human speaker's codes; ``racer_env.dataset.builder.SCORE_PROTOCOL``);
+* the **normalised score**: ``100 x minari.get_normalized_score(dataset, return)`` of each clip's return (the sum of
+  its rewards; 0: uniformly random codes, 100: the human speaker's codes; averaged over clips it is the score of the
+  mean return, as D4RL's; ``racer_env.dataset.builder.SCORE_PROTOCOL``);
 * the key metrics: mean reward (per clip), stroke F1 (pooled over the clips; built-in corpus), sync (per clip) and
   FGD (pooled);
 * 95 % bootstrap intervals: per-clip figures resample the seeds and the clips together (2,000 resamples: a
-  seed-and-clip grid mean each), pooled figures the seeds.
+  seed-and-clip grid mean each), pooled figures the seeds (none with a single seed).
 
-``--algo`` takes racer-cql, bc, ``d3rlpy:<Name>``, the online dqn and actor-critic (they learn from the environment,
+``--algo`` takes racer-cql, bc (here it clones every episode of the tier, as D4RL's BC does),
+``d3rlpy:<Name>``, the online dqn and actor-critic (they learn from the environment,
 not a dataset: one run per seed, reported under every tier), or ``module:Class``: any class with a constructor that
 needs no arguments, the agent protocol (``act(observation) -> code``; ``reset()``, ``observe_reward(r)``, ``obs_cfg``
 and ``name`` optional) and ``fit(dataset)`` (the Minari dataset; ``seed``, ``steps`` and ``device`` are passed when
-``fit`` accepts them). The JSON result holds every per-seed value and the protocol (corpus checksum, dataset ids and
+``fit`` accepts them; a user's class is fitted again on every run). The JSON result holds every per-seed value and the protocol (corpus checksum, dataset ids and
 checksums, reference scores, steps, seeds, clips, code version), so that two published numbers can be checked for
 comparability.
 """
@@ -137,8 +139,9 @@ def train_one(ws: Workspace, algo: str, user: type | None, tier: str, dataset_id
                     progress=progress)
         return name
     name = agent_name(algo, tier, seed)
+    clone = "all" if algo == "bc" else None  # (bc clones the whole tier, as D4RL's BC)
     train_agent(ws, agent_config_for(preset, algo=algo, steps=steps, seed=seed, dataset=dataset_id, agent_name=name,
-                                     batch_size=batch_size), device=device, progress=progress)
+                                     batch_size=batch_size, bc_episodes=clone), device=device, progress=progress)
     return name
 
 
@@ -190,7 +193,11 @@ def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str
     systems = list(dict.fromkeys(agents.values()))  # (online agents: one per seed, shared by the tiers)
     with stage_lock(ws.root / "eval", "evaluate"):
         result = evaluate(ws, systems, split=protocol.split, device=device, progress=progress, bootstrap=1)
-    report = _summarise(result, agents, datasets, protocol)
+    from racer_env.envs.episode_data import load_env_data
+
+    data = load_env_data(str(ws.root), device)
+    steps_per_clip = np.array([data.clip(c).n_codes - 1 for c in result["clip_ids"]], dtype=np.float64)
+    report = _summarise(result, agents, datasets, protocol, steps_per_clip)
     report["protocol"] = {**report["protocol"], "corpus_sha256": _corpus_sha(ws), "code": code_permalink(),
                           "score": SCORE_PROTOCOL, "clips": result["clip_ids"]}
     out = result_path(ws, algo)
@@ -206,7 +213,7 @@ def _corpus_sha(ws: Workspace) -> str:
     return Corpus.load(ws).checksum
 
 
-def _summarise(result: dict, agents: dict, datasets: dict, protocol: Protocol) -> dict:
+def _summarise(result: dict, agents: dict, datasets: dict, protocol: Protocol, steps_per_clip: np.ndarray) -> dict:
     """Per tier: every seed's figures and the point estimates with their bootstrap intervals."""
     tiers = {}
     for tier in protocol.tiers:
@@ -217,11 +224,13 @@ def _summarise(result: dict, agents: dict, datasets: dict, protocol: Protocol) -
             name = agent if isinstance(agent, str) else agent.name
             clips = result["per_clip"][name]
             rewards = np.asarray(clips["mean_reward"], dtype=np.float64)
+            returns = rewards * steps_per_clip
             pooled = result["systems"][name]
             per_seed[str(seed)] = {
                 "agent": name,
-                "per_clip": {"normalised_score": (100 * _normalised(rewards, ref)).tolist(),
-                             "mean_reward": rewards.tolist(), "sync": list(clips["sync"])},
+                "per_clip": {"normalised_score": (100 * _normalised(returns, ref)).tolist(),
+                             "return": returns.tolist(), "mean_reward": rewards.tolist(),
+                             "sync": list(clips["sync"])},
                 "stroke_f1": pooled.get("stroke_f1"), "fgd": pooled.get("fgd")}
         tiers[tier] = {"dataset": ref, "per_seed": per_seed, "summary": _intervals(per_seed, protocol.seeds)}
     return {"protocol": {"algo": protocol.algo, "tiers": list(protocol.tiers), "seeds": list(protocol.seeds),
@@ -237,7 +246,8 @@ def _normalised(values: np.ndarray, ref: dict) -> np.ndarray:
 
 
 def _intervals(per_seed: dict, seeds: tuple[int, ...]) -> dict:
-    """{metric: [point, low, high]}: per-clip metrics bootstrapped over seeds x clips, pooled ones over seeds."""
+    """{metric: [point, low, high]}: per-clip metrics bootstrapped over seeds x clips, pooled ones over seeds (NaN
+    bounds with one seed)."""
     rng = np.random.default_rng(0)
     out: dict[str, list | None] = {}
     for metric in PER_CLIP:
@@ -248,12 +258,21 @@ def _intervals(per_seed: dict, seeds: tuple[int, ...]) -> dict:
         out[metric] = [float(grid.mean()), *map(float, np.percentile(means, [2.5, 97.5]))]
     for metric in ("stroke_f1", "fgd"):
         values = np.array([per_seed[str(s)][metric] for s in seeds if per_seed[str(s)][metric] is not None])
-        if len(values) == 0:
-            out[metric] = None
+        if len(values) < 2:  # (no interval over seeds from one seed: the point alone)
+            out[metric] = None if len(values) == 0 else [float(values[0]), float("nan"), float("nan")]
             continue
         means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(axis=1)
         out[metric] = [float(values.mean()), *map(float, np.percentile(means, [2.5, 97.5]))]
     return out
+
+
+def format_interval(v: list | None, digits: int = 3) -> str:
+    """``point [low, high]``; the point alone without an interval; n/a for no value."""
+    if v is None:
+        return "n/a"
+    if np.isnan(v[1]):
+        return f"{v[0]:.{digits}f}"
+    return f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
 
 
 def markdown(report: dict) -> str:
@@ -265,7 +284,7 @@ def markdown(report: dict) -> str:
         for metric in METRICS:
             v = t["summary"][metric]
             digits = 1 if metric == "normalised_score" else 3
-            cells.append("n/a" if v is None else f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]")
+            cells.append(format_interval(v, digits))
         rows.append(f"| {tier} | " + " | ".join(cells) + " |")
     return "\n".join([
         (f"racer benchmark: `{p['algo']}`, seeds {p['seeds']}, steps {p['steps'] or 'preset default'} "

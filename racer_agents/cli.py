@@ -543,8 +543,11 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     result = build_tier(args.workspace, args.tier, cfg, preset=args.preset, steps=args.steps, device=args.device,
                         progress=not args.quiet, reward=args.reward, dataset_id=args.dataset_id)
     if "agent" in result:
-        agent = result["agent"]
-        print(f"medium agent: {agent['model']}" + (" (up to date, reused)" if agent.get("skipped") else ""))
+        agent, policy = result["agent"], result.get("policy") or {}
+        kept = policy.get("kept_normalised_score")
+        print(f"medium agent: {agent['model']}" + (" (up to date, reused)" if agent.get("skipped") else "")
+              + ("" if kept is None else f"; normalised score {kept:.1f} on the validation clips at step "
+                                         f"{policy['kept_step']} (target {policy['target_normalised_score']:g})"))
     if result["skipped"]:
         print(f"dataset {result['id']} in {result['root']} is up to date (same inputs and settings); skipped")
         return 0
@@ -552,7 +555,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
           f"{result['seconds']:.1f} s -> {result['root']}")
     print("sources: " + ", ".join(f"{k} {v}" for k, v in result["sources"].items()))
     print(f"ref_min_score (random codes) {result['ref_min_score']:.4f}, "
-          f"ref_max_score (ground truth) {result['ref_max_score']:.4f} (mean reward per step, whole test clips)")
+          f"ref_max_score (ground truth) {result['ref_max_score']:.4f} (mean return of a whole test clip)")
     if result["ref_max_score"] <= result["ref_min_score"]:
         print("warning: the reward model does not score the human speaker's codes above random codes on the test "
               "clips; normalised scores of this workspace mean little")

@@ -334,17 +334,19 @@ class Validation:
 
     def __call__(self, agent: Agent) -> dict[str, float]:
         """{"valid/mean_reward", "valid/sync", "valid/score" (what selection maximises), "valid/normalised_score"
-        (the mean reward normalised as the benchmark does: 0 random codes, 100 the human speaker's codes), and
+        (the mean return normalised as the benchmark does: 0 random codes, 100 the human speaker's codes), and
         "valid/stroke_f1", "valid/nod_f1" where the corpus is annotated}."""
         results = []
+        returns = []
         for i, clip in enumerate(self.clips):
             codes, reward = rollout_clip(self.env, agent, clip.id)
+            returns.append(reward * (len(codes) - 1))  # (mean reward per step -> the episode's return)
             rotations = decode_long(self.vqvae, codes, self.corpus)
             motion = positions(clip.skeleton, rotations)
             results.append(_clip_result(self.ref, i, motion, rotations, reward, self.corpus, None, 0.3, 0.2))
         out = {f"valid/{k}": float(np.mean([r.values[k] for r in results])) for k in ("mean_reward", "sync")}
         out["valid/score"] = sum(out[f"valid/{k}"] for k in self.SELECT)
-        out["valid/normalised_score"] = normalised_score(out["valid/mean_reward"], *self.ref_scores)
+        out["valid/normalised_score"] = normalised_score(float(np.mean(returns)), *self.ref_scores)
         clip_rules = [r.rules for r in results if r.rules is not None]
         if clip_rules:
             pooled = rules.pooled_rules(clip_rules)

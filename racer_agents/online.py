@@ -320,9 +320,11 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, gamma:
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
 def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, horizon: int, workspace: str,
-                    obs_cfg: ObservationConfig, device: torch.device, reward: str) -> dict:
-    """Mean greedy return on fixed validation segments; PMB, mean reward and its normalised score (0: random codes,
-    100: the human speaker's codes) on whole validation clips."""
+                    obs_cfg: ObservationConfig, device: torch.device, reward: str,
+                    ref_scores: tuple[float, float] | None = None) -> dict:
+    """Mean greedy return on fixed validation segments; PMB, mean reward and (given the validation clips'
+    ``ref_scores``) the normalised score of the clips' mean return (0: random codes, 100: the human speaker's
+    codes) on whole validation clips."""
     from racer_agents.agent import GPTAgent
     from racer_agents.evaluate import clip_audio_beats, positions, rollout_clip
     from racer_agents.generate import decode_long
@@ -338,19 +340,20 @@ def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, hor
     env = GestureSynthesisEnv(workspace, split="valid", segment_codes=None, past=obs_cfg.past,
                               lookahead=obs_cfg.lookahead, history=obs_cfg.history, reward=reward)
     agent = GPTAgent(model, obs_cfg)
-    scores, mean_rewards = [], []
+    scores, mean_rewards, returns = [], [], []
     for clip in corpus.clips("valid"):
         codes, mean_reward = rollout_clip(env, agent, clip.id)
         motion = positions(clip.skeleton, decode_long(env.data.scorer.vqvae, codes, corpus))
         scores.append(pmb(motion_beats(motion, corpus.fps), clip_audio_beats(clip, corpus), 0.2))
         mean_rewards.append(mean_reward)
+        returns.append(mean_reward * (len(codes) - 1))
     model.train(was_training)
     out = {"eval/return": float(episodes.rewards.sum(1).mean()),
            "eval/pmb_pct": float(np.mean(scores)) if scores else float("nan")}
     if mean_rewards:
         out["eval/mean_reward"] = float(np.mean(mean_rewards))
-        out["eval/normalised_score"] = normalised_score(out["eval/mean_reward"], *reference_scores(env.data, "valid",
-                                                                                                  reward))
+        if ref_scores is not None:
+            out["eval/normalised_score"] = normalised_score(float(np.mean(returns)), *ref_scores)
     return out
 
 
@@ -389,6 +392,10 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
         if state is not None:
             learner.load_state_dict(state)
         collected = Collected.from_state(state.get("collected") if state is not None else None)
+        has_valid = bool(Corpus.load(ws).clip_ids("valid"))
+        ref_scores = reference_scores(data, "valid", config.reward) if has_valid else None
+        if config.stop_score is not None and ref_scores is None:
+            raise RacerError("--stop-score needs validation clips (the corpus has no valid split)")
         end, bar = run.steps(start, config.steps, stop_after, f"train {config.name}", progress)
         t0, env_steps, stopped = time.perf_counter(), 0, None
         for step in bar:
@@ -400,7 +407,7 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
             done = step + 1
             if done % config.eval_every == 0 or done == config.steps:
                 metrics.update(evaluate_greedy(learner.policy, eval_envs, config.segment_codes, str(ws.root), obs_cfg,
-                                               dev, config.reward))
+                                               dev, config.reward, ref_scores))
                 if config.stop_score is not None and metrics["eval/normalised_score"] >= config.stop_score:
                     stopped = done
             if done % config.log_every == 0 or done == config.steps or "eval/return" in metrics:

@@ -18,6 +18,8 @@ validation clips (the test clips are the benchmark's).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from racer_env.dataset.builder import AGENT_TIERS, DATASET_NAME, build_dataset, check_tier
@@ -49,16 +51,33 @@ def build_tier(workspace: str | Workspace, tier: str = DATASET_NAME, config: Aug
     if tier == "medium-replay":
         trained = _medium_dqn(ws, preset, steps, config.seed, device, progress)
         replay = collected_episodes(ws, MEDIUM_AGENTS[tier], device)
-        result = build_dataset(ws, dataset_id, config=config, tier=tier, replay=replay, policy_id=trained["checksum"],
-                               device=device, progress=progress)
+        segment = replace(config, segment_codes=len(replay[0].actions), stride=len(replay[0].actions))
+        result = build_dataset(ws, dataset_id, config=segment, tier=tier, replay=replay,
+                               policy_id=trained["checksum"], device=device, progress=progress,
+                               policy_info=_reached(ws, MEDIUM_AGENTS[tier], "eval/normalised_score", last=True))
     else:
         trained = _medium_bc(ws, preset, steps, config, device, progress)
         from racer_agents.agent import load_agent
 
         agent = load_agent(ws, MEDIUM_AGENTS[tier], device)
         result = build_dataset(ws, dataset_id, config=config, obs_config=agent.obs_cfg, tier=tier, policy=agent,
-                               policy_id=trained["checksum"], device=device, progress=progress)
-    return {**result, "agent": trained}
+                               policy_id=trained["checksum"], device=device, progress=progress,
+                               policy_info=_reached(ws, MEDIUM_AGENTS[tier], "valid/normalised_score"))
+    return {**result, "agent": trained, "policy": result.get("policy_info")}
+
+
+def _reached(ws: Workspace, name: str, key: str, last: bool = False) -> dict:
+    """What the medium agent reached: its validation scores (step, normalised score) and the one kept (the nearest
+    to the target, or with ``last`` the last: an online agent keeps its final weights), from its training log;
+    recorded in the tier's metadata (``racer_policy``) and printed by the command."""
+    import json
+
+    rows = [json.loads(line) for line in (ws.root / "agents" / name / "metrics.jsonl").read_text().splitlines()
+            if line.strip()]
+    scores = [(int(r["step"]), float(r[key])) for r in rows if key in r]
+    kept = (scores[-1] if last else min(scores, key=lambda s: abs(s[1] - MEDIUM_SCORE))) if scores else None
+    return {"agent": name, "target_normalised_score": MEDIUM_SCORE, "validations": scores,
+            "kept_step": kept[0] if kept else None, "kept_normalised_score": kept[1] if kept else None}
 
 
 def _medium_bc(ws: Workspace, preset: str, steps: int | None, config: AugmentConfig, device: str,

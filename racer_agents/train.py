@@ -85,6 +85,9 @@ class AgentTrainConfig:
                               "best validation mean reward + sync are kept (0: no validation, the last step is kept)",
                               low=0)
     patience: int = option(3, "validations without improvement before training stops (0: never stop early)", low=0)
+    bc_episodes: str = option("human", "bc: the episodes it clones: the human speaker's (the paper's supervised "
+                              "baseline) or every episode of the dataset (D4RL's BC on a dataset tier)",
+                              choices=("human", "all"))
     stop_score: float | None = option(None, "stop at the first validation whose normalised score (0: random codes, "
                                       "100: the human speaker's codes) reaches this, keeping the validated weights "
                                       "nearest to it (the medium dataset tier's bc)")
@@ -117,6 +120,10 @@ class AgentTrainConfig:
         if not 0 <= self.history_dropout <= 1 or self.weight_decay < 0:
             raise RacerError(f"need 0 <= history_dropout <= 1 and weight_decay >= 0, got {self.history_dropout}, "
                              f"{self.weight_decay}")
+        if self.stop_score is not None and self.algo.startswith("d3rlpy:"):
+            raise RacerError("--stop-score is for the GPT agents (racer-cql, bc); d3rlpy algorithms do not validate")
+        if self.bc_episodes not in ("human", "all"):
+            raise RacerError(f"bc_episodes must be 'human' or 'all', got {self.bc_episodes!r}")
         if self.stop_score is not None and not self.valid_every:
             raise RacerError("--stop-score needs validation (--valid-every > 0)")
         if self.window < 1 or self.valid_every < 0 or self.patience < 0:
@@ -299,7 +306,7 @@ def _train_gpt(ws: Workspace, directory: Path, segments: Segments, config: Agent
     with run.locked():
         if run.is_current() and not force and not resume:
             return {"skipped": True, "model": str(run.model_path)}
-        if config.algo == "bc":
+        if config.algo == "bc" and config.bc_episodes == "human":
             segments = segments.of_source(GROUND_TRUTH)
         firsts = segments.window_starts(config.window)  # (W,) every window of every episode
         human = segments.human_steps()[torch.from_numpy(firsts)].numpy() > 0  # (W,) windows of human episodes

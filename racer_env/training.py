@@ -30,11 +30,20 @@ from racer_env.workspace import (
 
 #: training settings that do not change the weights, left out of a run's identity.
 BOOKKEEPING = ("checkpoint_every", "log_every", "eval_every", "agent_name")
+#: settings added after runs were made, left out of the identity at these values (what every earlier run did), so
+#: that earlier runs stay current and resumable
+LATER_SETTINGS = {"stop_score": None, "bc_episodes": "human"}
 
 
 def weight_settings(config) -> dict:
-    """A training config as a dict without its bookkeeping fields (the part that defines the weights)."""
-    return {k: v for k, v in asdict(config).items() if k not in BOOKKEEPING}
+    """A training config as a dict without its bookkeeping fields (the part that defines the weights), and without
+    the :data:`LATER_SETTINGS` at their old behaviour's values. A set ``stop_score`` makes ``eval_every`` part of the
+    identity (it decides where the run stops)."""
+    settings = {k: v for k, v in asdict(config).items()
+                if k not in BOOKKEEPING and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+    if settings.get("stop_score") is not None and hasattr(config, "eval_every"):
+        settings["eval_every"] = config.eval_every
+    return settings
 
 
 def option(default, help: str, flag: str | None = None, choices: tuple | None = None, low: float | None = None,

@@ -304,9 +304,10 @@ def _strip(figures: list[_Figure], speech: Speech | None, duration: float):
     if speech is not None:
         top, bottom = rows["speech"]
         env = _loudness(speech, pps)  # (columns,) in [0, 1]
-        xs = pad + np.arange(len(env))
-        ys = bottom - env * (bottom - top)
-        draw.polygon([(pad, bottom)] + list(zip(xs.tolist(), ys.tolist())) + [(xs[-1], bottom)], fill=ENVELOPE)
+        if len(env):
+            xs = pad + np.arange(len(env))
+            ys = bottom - env * (bottom - top)
+            draw.polygon([(pad, bottom), *zip(xs.tolist(), ys.tolist()), (xs[-1], bottom)], fill=ENVELOPE)
         for onset in _onsets(speech):
             draw.line(((x_of(onset), top + 4), (x_of(onset), bottom)), fill=ONSET, width=1)
         if speech.stressed is not None:
@@ -365,15 +366,18 @@ def _fit(text: str, chars: int) -> str:
 
 
 def _loudness(speech: Speech, pps: float) -> np.ndarray:
-    """(columns,) RMS loudness of every pixel column, mapped from 45 dB below the loudest column to it -> [0, 1]."""
+    """(columns,) RMS loudness of every pixel column (column k: the samples of [k, k + 1) / pps seconds, so that the
+    envelope stays in time however long the clip), from 45 dB below the loudest column (or -20 dBFS if the clip is
+    quieter: silence stays flat) -> [0, 1]."""
     y = np.asarray(speech.audio, dtype=np.float64)
-    hop = max(1, round(speech.sample_rate / pps))
-    n = int(np.ceil(len(y) / hop))
-    frames = np.zeros(n * hop)
-    frames[:len(y)] = y
-    rms = np.sqrt((frames.reshape(n, hop) ** 2).mean(axis=1))
-    db = 20 * np.log10(rms + 1e-8)
-    return np.clip((db - (db.max() - 45.0)) / 45.0, 0.0, 1.0)
+    n = int(np.ceil(len(y) * pps / speech.sample_rate))
+    if n == 0:
+        return np.zeros(0)
+    edges = np.minimum(np.round(np.arange(n) * speech.sample_rate / pps).astype(np.int64), len(y) - 1)
+    power = np.add.reduceat(y ** 2, edges) / np.maximum(np.diff(np.append(edges, len(y))), 1)
+    db = 10 * np.log10(power + 1e-16)
+    top = max(float(db.max()), -20.0)
+    return np.clip((db - (top - 45.0)) / 45.0, 0.0, 1.0)
 
 
 def _onsets(speech: Speech) -> np.ndarray:

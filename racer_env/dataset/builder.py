@@ -74,10 +74,19 @@ from racer_env.workspace import (
 DATASET_NAME = "augmented"  # the default tier
 TIERS = ("augmented", "expert", "random", "medium", "medium-replay", "medium-expert")
 AGENT_TIERS = ("medium", "medium-replay", "medium-expert")  # built from an agent's episodes (racer_agents.tiers)
+TIER_EPISODES = {  # what each tier holds (the datasets' descriptions)
+    "augmented": "the human speaker's code trajectories and their augmentations",
+    "expert": "the human speaker's code trajectories",
+    "random": "uniformly random codes",
+    "medium": "rollouts of a bc agent stopped at about half the human speaker's normalised score",
+    "medium-replay": "the episodes an online DQN collected until it reached about half the human speaker's score",
+    "medium-expert": "the medium tier's rollouts and the human speaker's code trajectories",
+}
 #: how ref_min_score / ref_max_score are measured; recorded in every dataset's inputs, so that datasets scored
 #: otherwise are rebuilt rather than mixed. A "score" (an agent's return in the benchmark) is measured the same way.
-SCORE_PROTOCOL = ("mean per-step reward of each whole test clip (a_0 = its first true code), averaged over clips; "
-                  "ref_min: uniformly random codes (seed 0), ref_max: the human speaker's codes")
+SCORE_PROTOCOL = ("return (sum of the rewards) of each whole test clip (a_0 = its first true code), averaged over "
+                  "clips; ref_min: uniformly random codes (seed 0), ref_max: the human speaker's codes")
+SCORE_SPLITS = ("test", "valid", "train")  # where the reference scores are measured: the first split with clips
 
 
 def parse_id(dataset_id: str) -> tuple[str | None, str, int]:
@@ -238,14 +247,16 @@ def build_dataset(
     reward: str = "contrastive",
     tier: str = DATASET_NAME,
     replay: list[Episode] | None = None,
+    policy_info: dict | None = None,
 ) -> dict:
     """Build (or reuse) the workspace's Minari dataset of ``tier``; returns a summary with its id and figures.
 
     ``policy`` adds one rollout per ground-truth segment (the ``medium`` tiers: a :class:`Policy` or a function
     observation -> code); ``replay`` gives the episodes of the ``medium-replay`` tier; ``policy_id`` (required with
     either, e.g. an agent's checksum) identifies them, so a dataset of another policy is never mistaken for this
-    one. ``reward="distance"`` labels the steps with the negative pose distance to the ground truth (the
-    distance-reward ablation; default id ``racer/<corpus>/augmented_distance-v0``).
+    one; ``policy_info`` (e.g. the score the medium agent reached) is stored in the metadata as ``racer_policy``.
+    ``reward="distance"`` labels the steps with the negative pose distance to the ground truth (the distance-reward
+    ablation; default id ``racer/<corpus>/augmented_distance-v0``).
     """
     check_reward_kind(reward)
     check_tier(tier)
@@ -278,15 +289,22 @@ def build_dataset(
             return {"id": dataset_id, "skipped": True, "root": str(root)}
         episodes = tier_episodes(data, tier, config, obs_config, policy, replay)
         label_episodes(data, episodes, obs_config, progress=progress, reward=reward)
-        ref_min, ref_max = reference_scores(data, reward=reward)
+        score_split = next((sp for sp in SCORE_SPLITS if clip_episodes(data, data.split_ids(sp))), "train")
+        if score_split != "test":
+            warnings.warn(f"{ws.root}: no test clip; the reference scores are measured on the {score_split} clips",
+                          stacklevel=2)
+        ref_min, ref_max = reference_scores(data, score_split, reward)
+        inputs = {**inputs, "score_split": score_split} if score_split != "test" else inputs
         with _staging_root(root) as staging:
-            _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward)
+            _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward,
+                   policy_info)
             pause_point("dataset-publish")
             _publish(staging, root, dataset_id)
     counts = Counter(e.source for e in episodes)
     return {"id": dataset_id, "skipped": False, "root": str(root), "episodes": len(episodes),
             "steps": int(sum(len(e.actions) for e in episodes)), "sources": dict(counts),
-            "ref_min_score": ref_min, "ref_max_score": ref_max, "seconds": time.perf_counter() - start_time}
+            "ref_min_score": ref_min, "ref_max_score": ref_max, "seconds": time.perf_counter() - start_time,
+            "policy_info": policy_info}
 
 
 def tier_episodes(data: EnvData, tier: str, config: AugmentConfig, obs_config: ObservationConfig,
@@ -306,25 +324,25 @@ def tier_episodes(data: EnvData, tier: str, config: AugmentConfig, obs_config: O
 
 
 def reference_scores(data: EnvData, split: str = "test", reward: str = "contrastive") -> tuple[float, float]:
-    """(ref_min_score, ref_max_score) by :data:`SCORE_PROTOCOL`: the mean per-step reward of uniformly random codes
-    and of the human speaker's codes on the whole clips of ``split``, averaged over clips."""
+    """(ref_min_score, ref_max_score) by :data:`SCORE_PROTOCOL`: the return of uniformly random codes and of the
+    human speaker's codes on the whole clips of ``split``, averaged over clips."""
     truth = clip_episodes(data, data.split_ids(split))
     if not truth:
         raise DatasetError(f"split {split!r} has no clip of 2 code steps or more: no reference scores (the "
                            f"normalised score needs held-out clips)")
     random = random_episodes(data, truth, 0)
     label_episodes(data, truth + random, ObservationConfig(), progress=False, reward=reward)
-    return (float(np.mean([e.rewards.mean() for e in random])), float(np.mean([e.rewards.mean() for e in truth])))
+    return (float(np.mean([e.rewards.sum() for e in random])), float(np.mean([e.rewards.sum() for e in truth])))
 
 
 def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
            config: AugmentConfig, inputs: dict, inputs_sha: str, ref_min: float, ref_max: float,
-           ws: Workspace, reward: str = "contrastive") -> None:
+           ws: Workspace, reward: str = "contrastive", policy_info: dict | None = None) -> None:
     """Create the Minari dataset (under the staging root Minari points at), then store our metadata."""
     with warnings.catch_warnings():  # Minari warns that no env was given: the specs are stored just below
         warnings.filterwarnings("ignore", message="env_spec is None")
         warnings.filterwarnings("ignore", message="`eval_env` is set to None")
-        dataset = _create_minari_dataset(dataset_id, episodes, data, obs_config, config, reward)
+        dataset = _create_minari_dataset(dataset_id, episodes, data, obs_config, config, reward, inputs["tier"])
     env_kwargs = {"workspace": str(ws.root.resolve()), "segment_codes": config.segment_codes, **asdict(obs_config)}
     env_id = "racer/GestureSynthesis-v0" if reward == "contrastive" else "racer/GestureSynthesisDistance-v0"
     spec, eval_spec = gym.spec(env_id), gym.spec("racer/GestureSynthesisClip-v0")
@@ -334,6 +352,7 @@ def _write(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: 
                                                     **asdict(obs_config)}).to_json(),
         "ref_min_score": ref_min, "ref_max_score": ref_max, "racer_scores": SCORE_PROTOCOL,
         "racer_tier": inputs["tier"], "sources": list(SOURCES), "racer_reward": reward,
+        **({"racer_policy": policy_info} if policy_info else {}),
         "racer_inputs": inputs, "racer_inputs_sha256": inputs_sha,
         "vqvae_sha256": inputs["vqvae"], "reward_sha256": inputs["reward"], "corpus_sha256": inputs["corpus"],
     })
@@ -372,7 +391,7 @@ def _publish(staging: Path, root: Path, dataset_id: str) -> None:
 
 
 def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvData, obs_config: ObservationConfig,
-                           config: AugmentConfig, reward: str = "contrastive"):
+                           config: AugmentConfig, reward: str = "contrastive", tier: str = DATASET_NAME):
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -391,12 +410,13 @@ def _create_minari_dataset(dataset_id: str, episodes: list[Episode], data: EnvDa
         dataset_id=dataset_id, buffer=buffers, env=None,
         observation_space=observation_space(data.n_codes, data.n_audio_features, data.frames_per_code, obs_config),
         action_space=gym.spaces.Discrete(data.n_codes),
-        algorithm_name="racer ground truth + augmentations",
+        algorithm_name=f"racer {tier} tier",
         author="racer contributors", author_email="racer@users.noreply.github.com",
         code_permalink=code_permalink(),
-        description=(f"RACER gesture MDP offline data: ground-truth code trajectories of every training "
-                     f"{'clip' if config.segment_codes is None else f'segment of {config.segment_codes} codes'} plus {config.augment} augmented episodes per segment "
-                     f"({', '.join(AUGMENTATIONS)}), rewards from "
+        description=(f"RACER gesture MDP offline data, {tier} tier: {TIER_EPISODES[tier]}, on every training "
+                     f"{'clip' if config.segment_codes is None else f'segment of {config.segment_codes} codes'}"
+                     + (f" ({config.augment} augmented episodes per segment: {', '.join(AUGMENTATIONS)})"
+                        if tier == DATASET_NAME else "") + ", rewards from "
                      f"{'the contrastive reward model' if reward == 'contrastive' else 'the negative pose distance to the ground truth'}. Per-step info "
                      f"'source' indexes metadata 'sources'; episode metadata 'options' are the reset options."),
         requirements=[f"racer>={__version__}"], data_format="hdf5",
