@@ -35,8 +35,7 @@ from common import machine, write_results
 from racer_agents.generate import generate
 from racer_env.corpus.store import Corpus
 from racer_env.export import ffmpeg_exe, write_video
-from racer_env.metrics.rules import load_annotation, stressed_onsets
-from racer_env.video import Speech, Take, figure_of, render_video_frames
+from racer_env.video import Speech, Take, corpus_reference, figure_of, render_video_frames
 
 TARGET_S = 10.0  # seconds to render 30 s of video on 2 cores
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
@@ -52,11 +51,9 @@ def held_out_inputs(ws: Path) -> dict:
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     from racer_env.audio.features import load_audio
 
-    annotation = load_annotation(ws, clip_id)
+    reference, stressed = corpus_reference(ws, clip)
     return {"clip": clip_id, "wav": wav, "audio": load_audio(wav, rate), "rate": rate, "fps": corpus.fps,
-            "rotations": result.rotations, "skeleton": corpus.skeleton,
-            "reference": Take("real (corpus motion)", clip.rotations, clip.skeleton),
-            "stressed": None if annotation is None else stressed_onsets(annotation)}
+            "rotations": result.rotations, "skeleton": corpus.skeleton, "reference": reference, "stressed": stressed}
 
 
 def time_rendering(x: dict, out_dir: Path, repeats: int) -> dict:

@@ -198,8 +198,7 @@ def _video(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tu
     """racer-cql's gestures for the first held-out clips, each video with the real motion beside it and the
     clip's annotated stressed syllables on its timeline."""
     from racer_agents.generate import generate
-    from racer_env.metrics.rules import load_annotation, stressed_onsets
-    from racer_env.video import Take
+    from racer_env.video import corpus_reference
 
     clips = _held_out_clips(ws, config.split)
     out = ws.root / "demo" / "video"
@@ -209,11 +208,9 @@ def _video(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tu
         return True, ", ".join(map(str, videos))
     corpus = Corpus.load(ws)
     for clip_id, wav in clips:
-        clip = corpus.clip(clip_id)
-        annotation = load_annotation(ws.root, clip_id)
-        generate(ws, wav, agent="racer-cql", out_dir=out, device=device, progress=progress,
-                 reference=Take("real (corpus motion)", clip.rotations, clip.skeleton),
-                 stressed=None if annotation is None else stressed_onsets(annotation))
+        reference, stressed = corpus_reference(ws.root, corpus.clip(clip_id))
+        generate(ws, wav, agent="racer-cql", out_dir=out, device=device, progress=progress, reference=reference,
+                 stressed=stressed)
     stage.save_record()
     return False, ", ".join(map(str, videos))
 

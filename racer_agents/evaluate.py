@@ -293,16 +293,15 @@ def clip_video(ws: Workspace, corpus: Corpus, clip: Clip, rotations: np.ndarray,
     clip's speech and (built-in corpus) its annotated stressed syllables on the timeline."""
     from racer_env.audio.features import load_audio
     from racer_env.export import write_video
-    from racer_env.video import Take
+    from racer_env.video import corpus_reference
 
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     audio = load_audio(corpus.record(clip.id)["source"]["wav"], rate)
-    annotation = rules.load_annotation(ws.root, clip.id)
+    reference, stressed = corpus_reference(ws.root, clip)
     path = ws.root / "eval" / "videos" / system / f"{clip.id.replace('/', '-')}.mp4"
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_video(path, rotations, corpus.skeleton, corpus.fps, audio, rate, label=f"generated: {system}",
-                       reference=Take("real (corpus motion)", clip.rotations, clip.skeleton),
-                       stressed=None if annotation is None else rules.stressed_onsets(annotation), progress=False)
+                       reference=reference, stressed=stressed, progress=False)
 
 
 class Validation:

@@ -81,6 +81,16 @@ class Speech:
     stressed: np.ndarray | None = None
 
 
+def corpus_reference(workspace_root, clip) -> tuple[Take, np.ndarray | None]:
+    """A corpus clip's real motion as a video's reference take, and its annotated stressed syllables' onsets (s;
+    None for a clip without an annotation: a real corpus)."""
+    from racer_env.metrics.rules import load_annotation, stressed_onsets
+
+    annotation = load_annotation(workspace_root, clip.id)
+    return (Take("real (corpus motion)", clip.rotations, clip.skeleton),
+            None if annotation is None else stressed_onsets(annotation))
+
+
 @dataclass(frozen=True)
 class Camera:
     """A perspective camera looking at the chest from the front, turned by ``yaw_deg`` about the vertical (the
