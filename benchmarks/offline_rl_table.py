@@ -72,10 +72,19 @@ def markdown(r: dict) -> str:
     lines += ["", f"Seed spread of the normalised score (sd over seeds, pooled): {r['seed_sd']:.1f} points; seeds per "
               "algorithm to detect a difference (5 % test, 80 % power): " + ", ".join(
                   f"{d} points: {n}" for d, n in r["seeds_for_difference"].items()) + ".", "",
-              (f"Protocol: steps {r['steps']} (offline: training steps; dqn: online iterations), seeds {r['seeds']}, "
-              f"preset demo, workspace corpus {r['corpus_sha256'][:12]}; {r['seconds'] / 60:.0f} min on "
-              f"{r['machine']}."), ""]
+              (f"Protocol: steps {r['steps']} (offline: training steps; dqn: online iterations), batch "
+               f"{r.get('batch_size') or 'the preset'} (offline), seeds {r['seeds']}, preset demo, workspace corpus "
+               f"{r['corpus_sha256'][:12]}; {r['seconds'] / 60:.0f} min on {r['machine']}."), ""]
     return "\n".join(lines)
+
+
+def rewrite_markdown(json_path: Path) -> None:
+    """The markdown of an existing result again (after a change of its layout; nothing is recomputed)."""
+    import json
+
+    from racer_env.workspace import write_text_atomic
+
+    write_text_atomic(json_path.with_suffix(".md"), markdown(json.loads(json_path.read_text())))
 
 
 def main() -> None:

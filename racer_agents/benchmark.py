@@ -290,8 +290,8 @@ def markdown(report: dict) -> str:
         (f"racer benchmark: `{p['algo']}`, seeds {p['seeds']}, steps {p['steps'] or 'preset default'} "
         f"(preset {p['preset']}), {p['split']} split ({len(p.get('clips', []))} whole clips)"), "",
         *rows, "",
-        ("Normalised score: 0 = uniformly random codes, 100 = the human speaker's codes (per clip). Brackets: 95 % "
-        "bootstrap interval over seeds and clips (stroke F1, FGD: over seeds)."), ""])
+        ("Normalised score of the clips' return: 0 = uniformly random codes, 100 = the human speaker's codes. "
+         "Brackets: 95 % bootstrap interval over seeds and clips (stroke F1, FGD: over seeds)."), ""])
 
 
 def print_report(report: dict, as_json: bool) -> None:
