@@ -95,9 +95,14 @@ def user_class(spec: str):
         raise RacerError(f"--algo {spec}: cannot import {module_name} ({err})") from None
     except AttributeError:
         raise RacerError(f"--algo {spec}: module {module_name} has no {class_name}") from None
+    return checked_class(cls, f"--algo {spec}: ")
+
+
+def checked_class(cls: type, where: str = "") -> type:
+    """``cls`` if it has the ``act`` and ``fit`` a benchmark agent needs; else a RacerError naming what lacks."""
     missing = [m for m in ("act", "fit") if not callable(getattr(cls, m, None))]
     if missing:
-        raise RacerError(f"--algo {spec}: {class_name} lacks {' and '.join(missing)} (a benchmark agent needs "
+        raise RacerError(f"{where}{cls.__qualname__} lacks {' and '.join(missing)} (a benchmark agent needs "
                          f"act(observation) -> code and fit(dataset))")
     return cls
 
@@ -106,11 +111,7 @@ def resolve_algo(algo: str | type) -> tuple[str, type | None]:
     """(the algorithm's name, the user's class or None): ``algo`` is a built-in name, ``d3rlpy:<Name>``,
     ``module:Class``, or (from Python) the class itself."""
     if isinstance(algo, type):
-        missing = [m for m in ("act", "fit") if not callable(getattr(algo, m, None))]
-        if missing:
-            raise RacerError(f"{algo.__qualname__} lacks {' and '.join(missing)} (a benchmark agent needs "
-                             f"act(observation) -> code and fit(dataset))")
-        return f"{algo.__module__}:{algo.__qualname__}", algo
+        return f"{algo.__module__}:{algo.__qualname__}", checked_class(algo)
     if algo in BUILT_IN or algo.startswith("d3rlpy:"):
         return algo, None
     if ":" in algo:

@@ -392,8 +392,7 @@ def train_online(workspace: str | Workspace, config: OnlineTrainConfig, resume: 
         if state is not None:
             learner.load_state_dict(state)
         collected = Collected.from_state(state.get("collected") if state is not None else None)
-        has_valid = bool(Corpus.load(ws).clip_ids("valid"))
-        ref_scores = reference_scores(data, "valid", config.reward) if has_valid else None
+        ref_scores = reference_scores(data, "valid", config.reward) if data.split_ids("valid") else None
         if config.stop_score is not None and ref_scores is None:
             raise RacerError("--stop-score needs validation clips (the corpus has no valid split)")
         end, bar = run.steps(start, config.steps, stop_after, f"train {config.name}", progress)

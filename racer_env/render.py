@@ -1,14 +1,12 @@
-"""Stick-figure drawing of upper-body poses into RGB arrays (front view), with numpy only.
+"""Stick-figure drawing of upper-body poses into RGB arrays (front view), with numpy only: the environment's
+``render()`` (the videos are :mod:`racer_env.video`'s).
 
 Drawing is vectorised: every bone is sampled at one point per pixel step, every sample (and every joint)
 is expanded by a square offset grid of the stroke's radius, and all pixels are set with one fancy-indexed
-assignment per colour. :func:`render_frames` draws many frames per call that way, with one framing for
-the whole sequence, so that a video does not jitter.
+assignment per colour; :func:`draw_poses` draws many frames per call that way, with one framing.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -106,27 +104,3 @@ def _square_pixels(frame: np.ndarray, r: np.ndarray, c: np.ndarray, radius: int,
     inside = ((rows >= 0) & (rows < size)) & ((cols >= 0) & (cols < size))
     index = (frame[:, None, None] * size + rows) * size + cols
     return index[inside]
-
-
-def render_frames(skeleton: Skeleton, rotations: np.ndarray, size: int = 256,
-                  chunk: int = 64) -> Iterator[np.ndarray]:
-    """Yield one (size, size, 3) uint8 stick figure per frame of (T, J, 3) rotation vectors (radians).
-
-    The framing is fixed for the whole sequence (from the rest pose, see :func:`rest_framing`); forward
-    kinematics runs once for all frames, drawing ``chunk`` frames per vectorised call.
-    """
-    rotations = np.asarray(rotations, dtype=np.float64)
-    if rotations.ndim != 3 or rotations.shape[1:] != (skeleton.n_joints, 3):
-        raise ValueError(
-            f"rotations must be (T, {skeleton.n_joints}, 3) rotation vectors, got {rotations.shape}")
-    if size < 2:
-        raise ValueError(f"size must be at least 2 pixels, got {size}")
-    extent, center = rest_framing(skeleton)
-    positions = skeleton.positions(rotations)
-    return _render_chunks(positions, skeleton.parents, size, extent, center, max(1, chunk))
-
-
-def _render_chunks(positions: np.ndarray, parents: tuple[int, ...], size: int, extent: float,
-                   center: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
-    for start in range(0, positions.shape[0], chunk):
-        yield from draw_poses(positions[start:start + chunk], parents, size, extent, center)

@@ -14,7 +14,7 @@ from racer_env.export import write_motion_bvh, write_npz, write_outputs, write_v
 from racer_env.motion.bvh import read_bvh
 from racer_env.motion.rotations import angle_between, rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
-from racer_env.render import BACKGROUND, draw_pose, pose_positions, render_frames, rest_framing
+from racer_env.render import BACKGROUND, draw_pose, pose_positions, rest_framing
 from tests.conftest import trinity_like
 
 FPS = 20.0
@@ -197,20 +197,8 @@ def test_vectorised_draw_pose_matches_the_loop_version(skeleton, motion, size):
                                   _old_draw_pose(pos, skeleton.parents, size, extent, center))
 
 
-def test_render_frames_gives_every_frame_with_a_fixed_framing(skeleton, motion):
-    frames = list(render_frames(skeleton, motion, size=96, chunk=7))
-    assert len(frames) == len(motion)
-    assert all(f.shape == (96, 96, 3) and f.dtype == np.uint8 for f in frames)
+def test_rest_framing_fits_the_rest_pose(skeleton):
     extent, center = rest_framing(skeleton)
     rest = pose_positions(skeleton, np.zeros((16, 3)))
     assert extent == pytest.approx(np.ptp(rest[:, 1]) * 1.6)
-    for t in (0, 30, 59):
-        expected = draw_pose(pose_positions(skeleton, motion[t]), skeleton.parents, 96, extent, center)
-        np.testing.assert_array_equal(frames[t], expected)
-    # the root does not move and the framing is fixed, so the root's joint dot is at the same pixels
-    root = pose_positions(skeleton, motion[0])[0]
-    row = int(96 / 2 - (root[1] - center[1]) * 95 / extent)
-    col = int((root[0] - center[0]) * 95 / extent + 96 / 2)
-    assert all(tuple(f[row, col]) == (200, 60, 40) for f in frames)
-    with pytest.raises(ValueError, match=r"\(T, 16, 3\)"):
-        render_frames(skeleton, motion[:, :3])
+    np.testing.assert_allclose(center, rest.mean(0))

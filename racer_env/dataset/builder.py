@@ -281,6 +281,9 @@ def build_dataset(
               "tier": tier, "scores": SCORE_PROTOCOL}
     if reward != "contrastive":  # (absent for the contrastive reward: datasets built before the option stay current)
         inputs["reward_kind"] = reward
+    score_split = next((sp for sp in SCORE_SPLITS if clip_episodes(data, data.split_ids(sp))), "train")
+    if score_split != "test":  # (recorded, and part of the identity, only where it is not the protocol's)
+        inputs["score_split"] = score_split
     inputs_sha = sha256_json(inputs)
     with minari_root(ws) as root, stage_lock(ws.root, "dataset"), removed_if_left_empty(root):
         remove_stale_temporaries(root)
@@ -289,12 +292,10 @@ def build_dataset(
             return {"id": dataset_id, "skipped": True, "root": str(root)}
         episodes = tier_episodes(data, tier, config, obs_config, policy, replay)
         label_episodes(data, episodes, obs_config, progress=progress, reward=reward)
-        score_split = next((sp for sp in SCORE_SPLITS if clip_episodes(data, data.split_ids(sp))), "train")
         if score_split != "test":
             warnings.warn(f"{ws.root}: no test clip; the reference scores are measured on the {score_split} clips",
                           stacklevel=2)
         ref_min, ref_max = reference_scores(data, score_split, reward)
-        inputs = {**inputs, "score_split": score_split} if score_split != "test" else inputs
         with _staging_root(root) as staging:
             _write(dataset_id, episodes, data, obs_config, config, inputs, inputs_sha, ref_min, ref_max, ws, reward,
                    policy_info)

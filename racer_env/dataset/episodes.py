@@ -144,12 +144,13 @@ class Policy(Protocol):
 def policy_episodes(data: EnvData, segments: list[tuple[str, int, int]], policy: Policy | Callable[[dict], int],
                     cfg: ObservationConfig) -> list[Episode]:
     """Rollouts of ``policy`` from the ground-truth a_0 of each (clip, start, horizon)."""
+    stateful = isinstance(policy, Policy)
+    act = policy.act if stateful else policy
     episodes = []
     for clip_id, start, horizon in segments:
         clip = data.clips[clip_id]
-        if isinstance(policy, Policy):
+        if stateful:
             policy.reset()
-        act = policy.act if isinstance(policy, Policy) else policy
         actions = rollout_codes(act, clip, start, horizon, int(clip.codes[start]), cfg, data.n_codes)
         episodes.append(Episode(clip_id, start, actions, "policy"))
     return episodes

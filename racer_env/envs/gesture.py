@@ -19,7 +19,7 @@ from racer_env.envs.episode_data import (
     reward_input,
 )
 from racer_env.errors import RacerError
-from racer_env.render import draw_pose, pose_positions
+from racer_env.render import draw_pose, pose_positions, rest_framing
 from racer_env.vqvae.tokenize import decode_codes
 
 
@@ -34,9 +34,9 @@ def render_history(data: EnvData, history: np.ndarray) -> np.ndarray:
     """The rgb image of an episode: the decoded pose of its newest code (front view, 256 x 256)."""
     window = history[-data.scorer.window_codes:]
     rot = decode_codes(data.scorer.vqvae, window, data.stats)[-1]  # (J, 3) last frame
-    rest = pose_positions(data.skeleton, np.zeros_like(rot))
-    return draw_pose(pose_positions(data.skeleton, rot), data.skeleton.parents, size=256,
-                     extent_mm=np.ptp(rest[:, 1]) * 1.6, center=rest.mean(0))
+    extent, center = rest_framing(data.skeleton)
+    return draw_pose(pose_positions(data.skeleton, rot), data.skeleton.parents, size=256, extent_mm=extent,
+                     center=center)
 
 
 def check_action(action: Any, n_codes: int) -> int:
