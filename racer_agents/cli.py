@@ -34,6 +34,7 @@ from pathlib import Path
 from racer_env.corpus.store import Corpus
 from racer_env.errors import RacerError, path_error
 from racer_env.motion.skeleton import UNITS_MM
+from racer_env.threads import configure_threads
 from racer_env.workspace import stage_lock
 
 #: exit status of a user's mistake (as argparse's), and of a run stopped by Ctrl-C (128 + SIGINT).
@@ -568,6 +569,7 @@ EVALUATE_VERBS = ("codebook", "reward", "agents", "files", "-h", "--help")
 def main(argv: list[str] | None = None) -> int:
     """Run one racer command; returns its exit status: 0, 2 for a user's mistake (one line on stderr, no
     traceback), 130 for Ctrl-C. Anything else is a bug and keeps its traceback."""
+    configure_threads()  # before anything loads torch: idle OpenMP threads sleep instead of spinning
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] == "evaluate" and argv[1] not in EVALUATE_VERBS:
         argv.insert(1, "agents")  # racer evaluate W ... is racer evaluate agents W ...

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from racer_env.motion.skeleton import Skeleton
+from racer_env.threads import configure_threads
 
 DATA = Path(__file__).parent / "data"
 CMU_MB = DATA / "cmu_12_01_walk.bvh"  # MotionBuilder names, CRLF
@@ -22,6 +23,14 @@ TRINITY_UPPER = (
     "RightShoulder", "RightArm", "RightForeArm", "RightHand",
     "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The racer command's thread settings, applied before any test module loads torch (their subprocesses
+    inherit them): the suite runs as a user's commands do, and beside other jobs without spinning threads."""
+    late = configure_threads()
+    if late:
+        raise RuntimeError(f"torch was loaded before the thread settings {late} could apply")
 
 
 def chain_skeleton(names_parents: list[tuple[str, str | None]], rot: str = "ZXY", root6: bool = True) -> Skeleton:
