@@ -46,6 +46,22 @@ def test_scores_are_cosines_for_any_length_and_see_timing():
         model.score(torch.randn(2, 32, 48), torch.randn(2, 24, 66))
 
 
+def test_finer_bins_see_where_inside_a_code_step_a_movement_falls():
+    import dataclasses
+
+    torch.manual_seed(0)
+    fine = RewardModel(dataclasses.replace(CFG, bins_per_code=4)).eval()
+    assert fine.motion_encoder.proj.in_features == 16 * 4 * 4  # hidden x window codes x bins per code
+    for frames in (8, 32, 80):  # any length still scores
+        assert fine.score(torch.randn(2, frames, 48), torch.randn(2, frames, 66)).shape == (2,)
+    x = torch.zeros(1, 32, 48)
+    x[0, 8:10] = 1.0  # early in the second code step...
+    late = torch.roll(x, 4, dims=1)  # ...and 4 frames later, in the same code step
+    assert not torch.allclose(fine.motion_encoder(x), fine.motion_encoder(late), atol=1e-4)
+    with pytest.raises(ValueError, match="bins_per_code"):
+        RewardConfig(motion_channels=48, audio_channels=66, bins_per_code=0)
+
+
 def test_auc_and_retrieval_known_answers():
     assert auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
     assert auc(np.array([0.0]), np.array([0.0])) == 0.5

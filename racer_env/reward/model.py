@@ -12,9 +12,10 @@ and the reward combines the two cosines (``combine``: their mean or their min). 
 body can identify a window from the head nods alone and ignore the arms; a part's encoder can only match
 the speech through that part, so arms at rest during a gesture phrase score low.
 
-Pooling keeps coarse timing: the convolutional features are average-pooled into ``bins`` time bins (one
-per code step of the training window) before the projection, so a gesture shifted against its speech
-gets a different embedding. Global mean pooling would make the embedding blind to such shifts.
+Pooling keeps timing: the convolutional features are average-pooled into ``bins_per_code`` time bins per code
+step of the training window before the projection, so a gesture shifted against its speech gets a different
+embedding. Global mean pooling would make the embedding blind to such shifts; one bin per code step (0.4 s)
+keeps only which code step a movement falls in, not where inside it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class RewardConfig:
     motion_channels: int  # J*3
     audio_channels: int  # audio features per frame
     window_codes: int = 4  # W: code steps per reward window (r_t scores the last W codes)
+    # time bins per code step of the pooled features: 1 keeps the timing of code steps only (0.4 s); more keep
+    # where inside a code step a movement falls (a stroke's 0.2 s timing; issue 24)
+    bins_per_code: int = 1
     hidden: int = 128  # channels of the convolutions
     embed_dim: int = 64  # joint embedding size
     layers: int = 3  # convolution blocks per encoder
@@ -48,6 +52,8 @@ class RewardConfig:
         if self.parts not in PART_LAYOUTS or self.combine not in COMBINE:
             raise RacerError(f"parts must be one of {PART_LAYOUTS} and combine one of {COMBINE}; got "
                              f"{self.parts!r}, {self.combine!r}")
+        if self.bins_per_code < 1:
+            raise RacerError(f"bins_per_code must be >= 1, got {self.bins_per_code}")
         arms = set(self.arm_channels)
         if self.parts == "arms_rest" and not (arms and arms < set(range(self.motion_channels))):
             raise RacerError(f"parts='arms_rest' needs arm_channels, a non-empty proper subset of the "
@@ -77,8 +83,9 @@ class WindowEncoder(nn.Module):
         for _ in range(cfg.layers - 1):
             blocks += [nn.Conv1d(cfg.hidden, cfg.hidden, cfg.kernel, 1, pad), nn.GroupNorm(8, cfg.hidden), nn.GELU()]
         self.convs = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool1d(cfg.window_codes)  # one bin per code step
-        self.proj = nn.Linear(cfg.hidden * cfg.window_codes, cfg.embed_dim)
+        bins = cfg.window_codes * cfg.bins_per_code
+        self.pool = nn.AdaptiveAvgPool1d(bins)  # bins_per_code bins per code step
+        self.proj = nn.Linear(cfg.hidden * bins, cfg.embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.pool(self.convs(x.transpose(1, 2)))  # (B, H, bins)
@@ -150,7 +157,8 @@ class RewardModel(nn.Module):
         return self.logits_of(self.motion_encoder(motion), self.audio_encoder(audio))
 
     def info_nce_of(self, motion_emb: torch.Tensor, audio_emb: torch.Tensor, target: torch.Tensor | None = None,
-                    negative_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    negative_mask: torch.Tensor | None = None, audio_negatives: torch.Tensor | None = None,
+                    audio_negative_target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Symmetric InfoNCE of embeddings, summed over the parts; returns (loss, (B + N, B) logits of the
         parts' mean cosine).
 
@@ -161,21 +169,34 @@ class RewardModel(nn.Module):
             target: (B, B) soft targets, rows and columns summing to 1 (row i: how much motion i belongs
                 with each audio window); None = the identity (row i's positive is column i).
             negative_mask: (N, P) bool, which parts' losses each negative takes part in; None = all.
+            audio_negatives: (M, E) or (M, P, E) audio-only negatives: they compete for every paired motion
+                window (the motion-to-audio direction) but have no motion partner.
+            audio_negative_target: (B, M) target weight of each audio negative for each paired motion window,
+                relative to the weights of ``target``'s rows (a graded near miss); None = 0 (hard negatives).
         """
         if motion_emb.dim() == 2:
             motion_emb, audio_emb = motion_emb[:, None], audio_emb[:, None]
+            audio_negatives = None if audio_negatives is None else audio_negatives[:, None]
         b = len(audio_emb)
         if target is None:
             target = torch.eye(b, device=audio_emb.device)
+        m = 0 if audio_negatives is None else len(audio_negatives)
+        row_target = target
+        if m:
+            extra = (torch.zeros(b, m, device=target.device) if audio_negative_target is None
+                     else audio_negative_target)
+            row_target = torch.cat([target, extra], dim=1)
+            row_target = row_target / row_target.sum(1, keepdim=True)  # (B, B + M)
         n_parts = motion_emb.shape[1]
-        all_logits = [self.logits_of(motion_emb[:, p], audio_emb[:, p]) for p in range(n_parts)]  # P x (B + N, B)
+        columns = audio_emb if not m else torch.cat([audio_emb, audio_negatives])  # (B + M, P, E)
+        all_logits = [self.logits_of(motion_emb[:, p], columns[:, p]) for p in range(n_parts)]  # P x (B + N, B + M)
         loss = 0.0
         for p, part in enumerate(all_logits):
             if negative_mask is not None:
-                part = torch.cat([part[:b], part[b:][negative_mask[:, p]]])  # (B + N_p, B)
+                part = torch.cat([part[:b], part[b:][negative_mask[:, p]]])  # (B + N_p, B + M)
             audio_target = F.pad(target.t(), (0, len(part) - b))  # (B, B + N_p): negatives get no mass
-            loss = loss + 0.5 * (F.cross_entropy(part[:b], target) + F.cross_entropy(part.t(), audio_target))
-        return loss, sum(all_logits) / n_parts
+            loss = loss + 0.5 * (F.cross_entropy(part[:b], row_target) + F.cross_entropy(part[:, :b].t(), audio_target))
+        return loss, sum(all_logits)[:, :b] / n_parts
 
     def info_nce(self, motion: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Symmetric InfoNCE of windows (row i's positive is column i); returns (loss, (B, B) logits)."""

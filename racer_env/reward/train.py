@@ -42,7 +42,14 @@ from racer_env.distributed import gather_rows_with_grad, setup
 from racer_env.errors import RacerError
 from racer_env.motion.upper_body import canonical_name
 from racer_env.reward.model import RewardConfig, RewardModel
-from racer_env.reward.windows import WindowSet, build_windows
+from racer_env.reward.windows import (
+    WindowSet,
+    build_windows,
+    clip_audio,
+    frame_shifted_audio,
+    real_windows,
+    reordered_windows,
+)
 from racer_env.training import StageRun, config_for, option, step_rng, weight_settings
 from racer_env.vqvae.tokenize import load_vqvae
 from racer_env.workspace import Workspace
@@ -95,6 +102,7 @@ def part_channels(joint_names: list[str] | tuple[str, ...], part: str) -> np.nda
 class RewardTrainConfig:
     preset: str = "demo"
     window_codes: int = option(4, "code steps per reward window (W; 4 = 1.6 s)", flag="--window", low=1)
+    bins_per_code: int = option(1, "time bins per code step in the encoders' pooling (more: finer timing)", low=1)
     # 500 steps with part negatives cost about what 1500 plain steps did (the motion encoder sees 3x the
     # windows) and reach R@1 0.71 on the demo corpus (benchmarks/reward_ablations.py)
     steps: int = option(500, "training steps", low=1)
@@ -121,10 +129,31 @@ class RewardTrainConfig:
     # the arm part, which pushes each window's arms-at-rest version below it (InfoNCE, with hundreds of
     # competitors, hardly weighs that one negative)
     rest_pair_weight: float = 6.0
+    # issue 24: audio-only negatives, every window's audio shifted by a few frames (less than a code step), so
+    # the reward must see where inside a code step a movement falls (the rule metrics' stroke tolerance is 0.2 s,
+    # 4 frames; a code step is 8). Graded like the code-step partners: the target weight of a shift of k frames
+    # is exp(-k^2 / 2 frame_sigma^2) (0: hard negatives). Empty: none.
+    frame_shifts: tuple[int, ...] = ()
+    frame_sigma: float = 2.0
+    # issue 24: for every window, a motion-only negative decoded from the same codes in another order: the same
+    # gestures at the wrong moments of the same speech, which in-batch negatives (other speech) never show
+    order_negatives: bool = option(False, "motion-only negatives: each window's own codes in another order")
+    # order_negatives only: weight of a paired loss per window, as rest_pair_weight's, pushing each window's
+    # reordered version below it (one negative among hundreds hardly moves InfoNCE)
+    order_pair_weight: float = option(0.0, "weight of the paired loss of the reordered windows", low=0)
+    # issue 24: the fraction of positive windows whose motion is the real (normalised) corpus motion instead of
+    # its decoded codes, so the reward has seen real motion and scores it like its reconstruction
+    real_motion: float = option(0.0, "fraction of positive windows with the real motion instead of its decoded codes", low=0)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "frame_shifts", tuple(int(k) for k in self.frame_shifts))  # JSON lists back
+        if 0 in self.frame_shifts or self.frame_sigma < 0 or not 0.0 <= self.real_motion <= 1.0:
+            raise RacerError(f"frame_shifts must be non-zero frames, frame_sigma >= 0 and real_motion a fraction in "
+                             f"[0, 1]; got {self.frame_shifts}, {self.frame_sigma}, {self.real_motion}")
         if not 0.0 <= self.still_head_arms <= 1.0:
             raise RacerError(f"still_head_arms must be a fraction in [0, 1], got {self.still_head_arms}")
+        if self.order_pair_weight and not self.order_negatives:
+            raise RacerError(f"order_pair_weight needs order_negatives, got order_pair_weight={self.order_pair_weight}")
         if self.rest_pair_weight and self.part_negatives != "rest":
             raise RacerError(f"rest_pair_weight needs part_negatives='rest', got {self.part_negatives!r}")
         if self.part_negatives not in PART_NEGATIVES:
@@ -158,7 +187,8 @@ def reward_arch_for(config: RewardTrainConfig, joint_names: list[str] | tuple[st
     preset = REWARD_PRESETS[config.preset]
     arms = part_channels(joint_names, "arms") if preset.get("parts", "whole") != "whole" else ()
     return RewardConfig(motion_channels=len(joint_names) * 3, audio_channels=audio_channels,
-                        window_codes=config.window_codes, arm_channels=tuple(arms), **preset)
+                        window_codes=config.window_codes, bins_per_code=config.bins_per_code,
+                        arm_channels=tuple(arms), **preset)
 
 
 def sample_pairs(windows: WindowSet, index: dict, rng: np.random.Generator, batch: int,
@@ -191,6 +221,16 @@ def shift_targets(partner_shift: np.ndarray, sigma: float) -> torch.Tensor:
         target[i, i + 1] = w
         target[i + 1, i] = w
     return target / target.sum(1, keepdim=True)
+
+
+def frame_targets(shifts: np.ndarray, sigma: float) -> torch.Tensor:
+    """(B, B) target weights of the frame-shifted audio negatives (:func:`frame_shifted_audio`, one per window of
+    the batch): window i's own audio shifted by k frames gets exp(-k^2 / 2 sigma^2) (0 with sigma 0: a hard
+    negative), every other audio negative 0; a shift of 0 (no shifted audio could be cut) is no near miss of its
+    window and gets 0 too."""
+    k = torch.as_tensor(shifts, dtype=torch.float32)  # (B,)
+    w = torch.exp(-k**2 / (2 * sigma**2)) if sigma > 0 else torch.zeros_like(k)
+    return torch.diag(torch.where(k != 0, w, torch.zeros_like(k)))
 
 
 def part_negatives(motion: torch.Tensor, donors: torch.Tensor, channels: dict[str, np.ndarray],
@@ -258,7 +298,8 @@ def negative_part_mask(channels: dict[str, np.ndarray], kind: str, model_parts: 
 def rest_pair_loss(model: RewardModel, paired: torch.Tensor, at_rest: torch.Tensor,
                    audio: torch.Tensor) -> torch.Tensor:
     """Mean softplus((s_rest - s_true) / T) of the first part (the arms, or the whole body): (B, P, E) true
-    motion, (B, P, E) the same windows with the arms at rest, (B, P, E) audio embeddings -> scalar."""
+    motion, (B, P, E) the same windows changed (the arms at rest; also used for the windows' codes reordered),
+    (B, P, E) audio embeddings -> scalar."""
     scale = model.log_inv_temperature.clamp(max=math.log(100.0)).exp()
     s_true, s_rest = (paired[:, 0] * audio[:, 0]).sum(-1), (at_rest[:, 0] * audio[:, 0]).sum(-1)  # (B,)
     return torch.nn.functional.softplus(scale * (s_rest - s_true)).mean()
@@ -304,6 +345,11 @@ def train_reward(
             if arch.parts == "whole":
                 raise RacerError("still_head_arms needs a per-part reward (preset with parts='arms_rest')")
             still_head = windows_with_part_at_rest(corpus, vqvae, "head", config.window_codes)  # (N, 8W, C)
+        real = real_windows(corpus, corpus.clip_ids("train"), windows) if config.real_motion > 0 else None
+        reordered = None
+        if config.order_negatives:  # (N, 8W, C) each window's codes in another order, and which ones differ
+            reordered, reorder_valid = reordered_windows(vqvae, windows, np.random.default_rng(config.seed))
+        audio_clips = clip_audio(corpus, corpus.clip_ids("train")) if config.frame_shifts else None
         arm_ch = torch.as_tensor(arch.arm_channels, dtype=torch.long)
         extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus),
                  "vqvae_sha256": vqvae_sha, "seed": config.seed}
@@ -323,22 +369,48 @@ def train_reward(
                 swapped = motion[rows]  # (r, 8W, C): arm channels from the still-head decode, the rest real
                 swapped[:, :, arm_ch] = still_head[torch.as_tensor(idx[mine][rows])][:, :, arm_ch]
                 motion[rows] = swapped
+            if real is not None:  # a fraction of the positives: the real motion of the window
+                rows = np.flatnonzero(step_rng(config.seed, step, stream=3).random(config.batch_size)[mine]
+                                      < config.real_motion)
+                motion[rows] = real[torch.as_tensor(idx[mine][rows])]
             if channels:
                 donors = step_rng(config.seed, step, stream=1).integers(0, len(windows), config.batch_size)[mine]
                 motion = torch.cat([motion, at_rest[torch.as_tensor(idx[mine])] if at_rest is not None else
                                     part_negatives(motion, windows.motion[torch.as_tensor(donors)], channels,
                                                    config.part_negatives)])
-            motion_emb, audio_emb = net(motion.to(dev), windows.audio[torch.as_tensor(idx[mine])].to(dev))
+            n_part = len(motion) - len(mine)  # motion-only negatives with a part changed
+            if reordered is not None:  # the window's own codes in another order (a random window where none)
+                others = step_rng(config.seed, step, stream=5).integers(0, len(windows), config.batch_size)[mine]
+                own = idx[mine]
+                motion = torch.cat([motion, torch.where(torch.as_tensor(reorder_valid[own])[:, None, None],
+                                                        reordered[torch.as_tensor(own)],
+                                                        windows.motion[torch.as_tensor(others)])])
+            audio = windows.audio[torch.as_tensor(idx[mine])]  # (b, 8W, F)
             b = len(mine)
+            shifted_target = None
+            if audio_clips is not None:  # every window's audio a few frames off: audio-only near misses
+                draws = step_rng(config.seed, step, stream=4).choice(config.frame_shifts, config.batch_size)
+                shifted, used = frame_shifted_audio(audio_clips, windows, idx, draws, corpus.frames_per_code)
+                audio = torch.cat([audio, shifted[torch.as_tensor(mine)]])  # (2b, 8W, F): this rank's share
+            motion_emb, audio_emb = net(motion.to(dev), audio.to(dev))
+            if audio_clips is not None:
+                audio_emb, audio_negatives = audio_emb[:b], gather_rows_with_grad(audio_emb[b:])
+                shifted_target = frame_targets(used, config.frame_sigma).to(dev)  # (B, B) global batch
             # in-batch negatives from every rank: the loss (and its gradient) of the global batch
-            paired, negatives = gather_rows_with_grad(motion_emb[:b]), gather_rows_with_grad(motion_emb[b:])
+            paired, negatives = gather_rows_with_grad(motion_emb[:b]), gather_rows_with_grad(motion_emb[b:b + n_part])
             mask = (negative_part_mask(channels, config.part_negatives, arch.part_channels(), b)
                     .repeat(ctx.world_size, 1).to(dev) if channels else None)  # every rank's negatives, rank-major
+            order_negatives = gather_rows_with_grad(motion_emb[b + n_part:])  # (B or 0, P, E): for every part
+            if mask is not None and len(order_negatives):
+                mask = torch.cat([mask, torch.ones(len(order_negatives), mask.shape[1], dtype=torch.bool, device=dev)])
             audio_all = gather_rows_with_grad(audio_emb)
-            loss, logits = model.info_nce_of(torch.cat([paired, negatives]), audio_all,
-                                             shift_targets(partner_shift, config.shift_sigma).to(dev), mask)
+            loss, logits = model.info_nce_of(torch.cat([paired, negatives, order_negatives]), audio_all,
+                                             shift_targets(partner_shift, config.shift_sigma).to(dev), mask,
+                                             audio_negatives if audio_clips is not None else None, shifted_target)
             if config.rest_pair_weight > 0:
                 loss = loss + config.rest_pair_weight * rest_pair_loss(model, paired, negatives, audio_all)
+            if config.order_pair_weight > 0:
+                loss = loss + config.order_pair_weight * rest_pair_loss(model, paired, order_negatives, audio_all)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -22,13 +22,15 @@ class WindowSet:
     audio: torch.Tensor  # (N, 8W, F) normalised audio features
     clip: np.ndarray  # (N,) index into the clip list the set was built from
     start: np.ndarray  # (N,) first code step of the window in its clip
+    codes: torch.Tensor | None = None  # (N, W) the codes the motion was decoded from
 
     def __len__(self) -> int:
         return len(self.clip)
 
     def subset(self, idx: np.ndarray) -> WindowSet:
         t = torch.as_tensor(idx, dtype=torch.long)
-        return WindowSet(self.motion[t], self.audio[t], self.clip[idx], self.start[idx])
+        return WindowSet(self.motion[t], self.audio[t], self.clip[idx], self.start[idx],
+                         None if self.codes is None else self.codes[t])
 
 
 @torch.no_grad()
@@ -55,5 +57,54 @@ def build_windows(corpus: Corpus, vqvae: VQVAE, clip_ids: list[str], window_code
     if not code_windows:
         raise RacerError(f"no clip among {len(clip_ids)} is {window_codes} code steps long")
     device = next(vqvae.parameters()).device
-    motion = decode_windows(vqvae, torch.stack(code_windows).to(device)).cpu()
-    return WindowSet(motion, torch.stack(audio), np.array(clip_idx), np.array(starts))
+    codes = torch.stack(code_windows)  # (N, W)
+    motion = decode_windows(vqvae, codes.to(device)).cpu()
+    return WindowSet(motion, torch.stack(audio), np.array(clip_idx), np.array(starts), codes)
+
+
+def reordered_windows(vqvae: VQVAE, windows: WindowSet, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    """Each window decoded from its own codes in another order: (N, 8W, J*3) motion and (N,) bool, False where
+    every order of the window's codes is the same sequence (one repeated code), which is then no negative.
+
+    The same gestures at the wrong moments of the same speech: what a system that picks plausible codes without
+    their timing produces (the nearest-neighbour lookup's strokes fall mostly away from the stressed syllables)."""
+    codes = windows.codes.clone()  # (N, W)
+    valid = np.zeros(len(codes), dtype=bool)
+    for i, row in enumerate(windows.codes):
+        for _ in range(8):  # a few draws find another order unless (almost) every code is the same
+            perm = row[torch.as_tensor(rng.permutation(len(row)))]
+            if not torch.equal(perm, row):
+                codes[i], valid[i] = perm, True
+                break
+    return decode_windows(vqvae, codes.to(next(vqvae.parameters()).device)).cpu(), valid
+
+
+def real_windows(corpus: Corpus, clip_ids: list[str], windows: WindowSet) -> torch.Tensor:
+    """(N, 8W, J*3) the real (normalised) corpus motion of the frames of each window of ``windows`` (built from
+    ``clip_ids``): what the decoded motion of the window approximates."""
+    fpc, n = corpus.frames_per_code, windows.motion.shape[1]
+    clips = [torch.from_numpy(corpus.stats.normalise_motion(corpus.clip(c).motion_features()).astype(np.float32))
+             for c in clip_ids]  # (T, J*3) each
+    return torch.stack([clips[c][s * fpc:s * fpc + n] for c, s in zip(windows.clip, windows.start)])
+
+
+def clip_audio(corpus: Corpus, clip_ids: list[str]) -> list[torch.Tensor]:
+    """(T, F) normalised audio features of each clip, as :func:`build_windows` cuts its windows from."""
+    return [torch.from_numpy(corpus.stats.normalise_audio(corpus.clip(c).audio).astype(np.float32)) for c in clip_ids]
+
+
+def frame_shifted_audio(audio: list[torch.Tensor], windows: WindowSet, idx: np.ndarray, shifts: np.ndarray,
+                        frames_per_code: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The audio of windows ``idx`` shifted by ``shifts`` frames (later for k > 0): (len(idx), 8W, F) and the shift
+    each got. A shift that leaves the clip is taken the other way; where neither fits (a clip of exactly one
+    window) the window's own audio is used with shift 0, which callers must treat as no negative."""
+    n = windows.audio.shape[1]
+    out, used = [], []
+    for i, k in zip(idx, shifts):
+        clip, first = audio[windows.clip[i]], int(windows.start[i]) * frames_per_code
+        k = int(k) if 0 <= first + k and first + k + n <= len(clip) else -int(k)
+        if not (0 <= first + k and first + k + n <= len(clip)):
+            k = 0
+        out.append(clip[first + k:first + k + n])
+        used.append(k)
+    return torch.stack(out), np.array(used)
