@@ -169,6 +169,60 @@ def test_non_numeric_motion_value_is_named(small_bvh):
         read_bvh(path)
 
 
+@pytest.mark.parametrize("header, message", [
+    ("Frame Time: 100000", "Frame Time 100000 s is 1e-05 fps; expected 1 to 1000 fps"),
+    ("Frame Time: 0.0000001", "expected 1 to 1000 fps"),
+    ("Frames: 100000000", "expected a take of at most 3600 s"),
+])
+def test_bvh_header_values_are_bounded_before_anything_is_allocated(small_bvh, header, message):
+    """Issue 29: 'Frame Time: 100000' made the resampler ask for 8.9 GiB; the header is refused as it is read."""
+    path, lines = small_bvh
+    label = header.split(":")[0]
+    lines = [header if line.startswith(label + ":") else line for line in lines]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BvhError, match=re.escape(message)) as err:
+        read_bvh(path)
+    assert str(path) in one_line(err)
+
+
+def test_bvh_channel_count_is_bounded(small_bvh):
+    path, lines = small_bvh
+    text = "\n".join(lines).replace("CHANNELS 3 Zrotation Xrotation Yrotation",
+                                    "CHANNELS 9 Zrotation Xrotation Yrotation" + " Xposition" * 6, 1)
+    path.write_text(text)
+    with pytest.raises(BvhError, match=r"take\.bvh, line \d+: CHANNELS 9: a joint has 0 to 6 channels"):
+        read_bvh(path)
+
+
+def _wav_with_rate(path, rate: int, frames: int = 4000):
+    """A PCM wav whose header says ``rate`` (libsndfile writes any rate it is given)."""
+    sf.write(path, (0.1 * np.sin(np.arange(frames) / 3)).astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize("rate, message", [(1, "sample rate 1 Hz; expected 1000 to 768000 Hz"),
+                                           (1_000_000_000, "sample rate 1000000000 Hz")])
+def test_audio_header_values_are_bounded_before_reading(tmp_path, rate, message):
+    """A rate of 1 Hz would make resampling to 16 kHz allocate 16,000 samples per stored one."""
+    path = _wav_with_rate(tmp_path / "a.wav", rate)
+    with pytest.raises(AudioError, match=re.escape(f"{path}: {message}")) as err:
+        load_audio(path, SR)
+    one_line(err)
+
+
+def test_audio_length_is_bounded_before_reading(tmp_path, monkeypatch):
+    import racer_env.audio.features as features
+
+    path = _wav_with_rate(tmp_path / "a.wav", 8000, frames=16000)  # 2 s
+    monkeypatch.setattr(features, "MAX_AUDIO_SECONDS", 1.0)
+    with pytest.raises(AudioError, match=r"a\.wav: 16000 frames at 8000 Hz is 2 s; expected a recording of at most 1 s"):
+        load_audio(path, SR)
+    monkeypatch.setattr(features, "MAX_AUDIO_SECONDS", 3600.0)
+    monkeypatch.setattr(features, "MAX_STORED_SAMPLES", 1000)
+    with pytest.raises(AudioError, match=r"16000 frames of 1 channels is 16000 samples; expected at most 1000"):
+        load_audio(path, SR)
+
+
 # -- environment reset options -------------------------------------------------------------------------------
 @pytest.fixture
 def gym_env(trained_workspace):

@@ -27,6 +27,13 @@ SILENCE_PEAK = 1e-4
 #: this (+24 dBFS) is refused: such a file holds integer sample values stored as floats, or garbage.
 MAX_FLOAT_PEAK = 16.0
 
+#: bounds on the header values that decide how much memory reading and resampling a file takes, checked before a
+#: sample is read: a header claiming a rate of 1 Hz would make resampling to the working rate allocate 16,000
+#: samples per stored one, a lying frame count would size the read buffer. Real recordings lie within them.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
+MAX_AUDIO_SECONDS = 3600.0  # as motion.bvh.MAX_SECONDS: one take
+MAX_STORED_SAMPLES = 2**28  # frames x channels read at once: 1 GiB of float32
+
 
 class AudioError(RacerError):
     """Audio that cannot be used; the message names the file and the problem."""
@@ -80,7 +87,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
         with _c_stderr_silenced():
             sound = sf.SoundFile(str(path))
         with sound:  # read as librosa.load does (its mp3 decoding depends on the read calls)
+            check_audio_header(path, sound.samplerate, sound.frames, sound.channels)
             raw, rate = sound.read(frames=-1, dtype="float32", always_2d=True), sound.samplerate  # (n, channels)
+    except AudioError:
+        raise
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
         raise AudioError(f"{path}: cannot decode audio: not a wav/flac/ogg file libsndfile can read "
                          f"({_decode_reason(err, path)})") from None
@@ -88,6 +98,20 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     # what librosa.load(path, sr=sample_rate, mono=True) does after reading
     y = librosa.resample(librosa.to_mono(raw.T), orig_sr=rate, target_sr=sample_rate)
     return check_audio(y, str(path))
+
+
+def check_audio_header(source: str | os.PathLike, rate: int, frames: int, channels: int) -> None:
+    """Refuse a sample rate, length or channel count outside :data:`MIN_SAMPLE_RATE` .. :data:`MAX_SAMPLE_RATE`,
+    :data:`MAX_AUDIO_SECONDS` and :data:`MAX_STORED_SAMPLES` before anything is read or resampled."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{source}: sample rate {rate} Hz; expected {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz "
+                         f"(a corrupt header, or not a recording)")
+    if frames > MAX_AUDIO_SECONDS * rate:
+        raise AudioError(f"{source}: {frames} frames at {rate} Hz is {frames / rate:.0f} s; expected a recording of "
+                         f"at most {MAX_AUDIO_SECONDS:.0f} s (split longer recordings)")
+    if frames * channels > MAX_STORED_SAMPLES:
+        raise AudioError(f"{source}: {frames} frames of {channels} channels is {frames * channels} samples; expected "
+                         f"at most {MAX_STORED_SAMPLES} (split the recording, or mix it down to fewer channels)")
 
 
 def _check_audio_path(path: Path) -> None:

@@ -35,6 +35,16 @@ class BvhError(RacerError):
 #: and sum them along the chain) or make the trigonometry meaningless.
 MAX_ABS_VALUE = 1e6
 
+#: bounds on the header values that decide how much memory a take needs, checked before anything is allocated
+#: or resampled: a hostile or corrupt header ("Frame Time: 100000", "Frames: 10^12") must be refused, not obeyed.
+#: Frame rates of real capture lie between 24 and 480 fps; resampling a take to the working rate allocates
+#: seconds x working rate frames, so the duration is bounded too (an hour: far beyond any take, a few hundred MB
+#: of rotations at most); a joint has at most 6 channels (3 position, 3 rotation).
+MIN_FPS, MAX_FPS = 1.0, 1000.0
+MAX_SECONDS = 3600.0
+MAX_JOINT_CHANNELS = 6
+MAX_MOTION_VALUES = 50_000_000  # frames x channels: 400 MB of float64 values
+
 
 @dataclass(eq=False)
 class Bvh:
@@ -216,6 +226,8 @@ def _parse_hierarchy(lines: list[str], source: str, unit_mm: float) -> tuple[Ske
                 count = int(parts[1])
             except (IndexError, ValueError):
                 raise BvhError(f"{where}: CHANNELS needs a count, got {raw.strip()!r}") from None
+            if not 0 <= count <= MAX_JOINT_CHANNELS:
+                raise BvhError(f"{where}: CHANNELS {count}: a joint has 0 to {MAX_JOINT_CHANNELS} channels")
             chans = tuple(parts[2:])
             if len(chans) != count:
                 raise BvhError(f"{where}: CHANNELS says {count} but lists {len(chans)}: {list(chans)}")
@@ -274,10 +286,25 @@ def read_bvh(path: str | os.PathLike, unit_mm: float = 10.0) -> Bvh:
         raise BvhError(f"{path}: bad 'Frames:' or 'Frame Time:' value ({err})") from None
     if n_frames < 1 or not np.isfinite(frame_time) or frame_time <= 0:
         raise BvhError(f"{path}: needs Frames >= 1 and a positive Frame Time, got {n_frames} and {frame_time}")
+    check_header(path, n_frames, frame_time, skeleton.n_channels)
     body = motion_lines[2] if len(motion_lines) > 2 else ""
     first_line = text.count("\n", 0, len(text) - len(body)) + 1  # file line of the first frame
     data = _parse_motion_block(body, n_frames, skeleton, path, first_line)
     return Bvh(skeleton=skeleton, frame_time=frame_time, values=data)
+
+
+def check_header(path: str | os.PathLike, n_frames: int, frame_time: float, n_channels: int) -> None:
+    """Refuse header values outside :data:`MIN_FPS` .. :data:`MAX_FPS`, :data:`MAX_SECONDS` and
+    :data:`MAX_MOTION_VALUES` before the motion is parsed or resampled (what they would make racer allocate)."""
+    if not 1 / MAX_FPS <= frame_time <= 1 / MIN_FPS:
+        raise BvhError(f"{path}: Frame Time {frame_time:g} s is {1 / frame_time:g} fps; expected {MIN_FPS:g} to "
+                       f"{MAX_FPS:g} fps (a Frame Time of {1 / MAX_FPS:g} to {1 / MIN_FPS:g} s)")
+    if n_frames * frame_time > MAX_SECONDS:
+        raise BvhError(f"{path}: Frames {n_frames} at Frame Time {frame_time:g} s is {n_frames * frame_time:.0f} s; "
+                       f"expected a take of at most {MAX_SECONDS:.0f} s (split longer takes)")
+    if n_frames * n_channels > MAX_MOTION_VALUES:
+        raise BvhError(f"{path}: Frames {n_frames} of {n_channels} channels is {n_frames * n_channels} values; "
+                       f"expected at most {MAX_MOTION_VALUES} (split longer takes)")
 
 
 def _parse_motion_block(body: str, n_frames: int, skeleton: Skeleton, path: Path, first_line: int) -> np.ndarray:
