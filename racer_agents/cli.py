@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from racer_env.corpus.store import Corpus
-from racer_env.errors import RacerError, path_error
+from racer_env.errors import Interrupted, RacerError, path_error
 from racer_env.motion.skeleton import UNITS_MM
 from racer_env.threads import configure_threads
 from racer_env.workspace import stage_lock
@@ -583,8 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         if user_error is None:
             raise
         return _fail(str(user_error))
-    except KeyboardInterrupt:
-        print(f"racer: {interrupted_message(args, argv)}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"racer: {interrupted_message(argv, err)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         from racer_env.distributed import teardown
@@ -597,28 +597,17 @@ def _fail(message: str) -> int:
     return EXIT_USER_ERROR
 
 
-def interrupted_message(args: argparse.Namespace, argv: list[str]) -> str:
-    """What Ctrl-C left and how to go on: training stages resume from their last checkpoint; every other stage
-    writes its output whole or not at all, so running it again starts it afresh (finished stages are skipped)."""
+def interrupted_message(argv: list[str], err: KeyboardInterrupt) -> str:
+    """What Ctrl-C left and how to go on: a trainer (:class:`Interrupted`) says which checkpoint ``--resume``
+    continues from, or that it stopped before its first one; every other stage writes its output whole or not at
+    all, so running it again starts it afresh (finished stages are skipped)."""
     command = shlex.join(["racer", *argv])
-    checkpoint = _checkpoint_of(args)
-    if checkpoint is not None and checkpoint.is_file():
+    if isinstance(err, Interrupted) and err.checkpoint is not None:
         resume = command if "--resume" in argv else f"{command} --resume"
         return f"interrupted; `{resume}` continues from the last checkpoint"
-    if checkpoint is not None:
-        return f"interrupted before the first checkpoint; nothing was kept: run `{command}` again"
+    if isinstance(err, Interrupted):
+        return f"interrupted before the first checkpoint; nothing of this run was kept: run `{command}` again"
     return f"interrupted; nothing partial was kept: `{command}` starts it again (finished stages are skipped)"
-
-
-def _checkpoint_of(args: argparse.Namespace) -> Path | None:
-    """The checkpoint a resumable training command writes, or None for commands that do not resume."""
-    if args.stage != "train":
-        return None
-    if args.verb in ("vqvae", "reward"):
-        return args.workspace / args.verb / "checkpoint.pt"
-    if args.algo.startswith("d3rlpy:"):
-        return None
-    return args.workspace / "agents" / (args.name or args.algo.replace(":", "-")) / "checkpoint.pt"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 
 class RacerError(ValueError):
@@ -16,6 +17,17 @@ class RacerError(ValueError):
 
     It is a ``ValueError`` so that code catching bad values keeps working; the CLI catches ``RacerError`` only.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C inside a training stage, carrying what the stage left: the checkpoint that ``--resume`` continues
+    from, or None when the run was stopped before its first checkpoint and nothing of it was kept. Every trainer
+    raises it the same way (:meth:`racer_env.training.StageRun.locked`), so that the command line says the same
+    thing after any of them without knowing where each keeps its files."""
+
+    def __init__(self, checkpoint: Path | None) -> None:
+        super().__init__()
+        self.checkpoint = checkpoint
 
 
 #: OS errors that mean "this path cannot be used as asked", not a bug.

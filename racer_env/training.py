@@ -4,7 +4,10 @@ A stage directory (``W/vqvae/``, ``W/reward/``) holds:
 
 * ``model.pt``      the final model (checksummed checkpoint with config, seed and input checksums);
 * ``checkpoint.pt`` the latest training state (model, optimiser, step), written atomically every N steps;
-* ``metrics.jsonl`` one JSON line of namespaced metrics (``losses/total``, ``codebook/perplexity``) per log step.
+* ``metrics.jsonl`` one JSON line of namespaced metrics (``losses/total``, ``codebook/perplexity``) per log step,
+  of the run that wrote ``model.pt``. A run in progress logs to ``metrics.running.jsonl`` (what ``--resume``
+  continues), renamed to ``metrics.jsonl`` just before its model is written: a retraining (``--force``, other
+  settings) that is interrupted leaves the previous model and its log as they were, never one without the other.
 
 ``identity`` is everything that defines a run (config, seed, checksums of its inputs): a finished run with
 the same identity is skipped, a checkpoint with another identity is never resumed.
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -22,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from racer_env.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from racer_env.errors import RacerError
+from racer_env.errors import Interrupted, RacerError
 from racer_env.stage import Stage
 from racer_env.workspace import (
     write_text_atomic,
@@ -107,11 +112,18 @@ class StageRun(Stage):
 
     @property
     def metrics_path(self) -> Path:
+        """The log of the run that wrote model.pt."""
         return self.directory / "metrics.jsonl"
 
+    @property
+    def running_log_path(self) -> Path:
+        """The log of the run in progress (or interrupted, to be resumed)."""
+        return self.directory / "metrics.running.jsonl"
+
     def recorded_identity(self) -> str | None:
-        """The identity model.pt was trained with (None: no model, or an unreadable one)."""
-        if not self.model_path.is_file():
+        """The identity model.pt was trained with (None: no model, an unreadable one, or one whose log is gone: the
+        stage's outputs are checked as a set)."""
+        if not self.model_path.is_file() or not self.metrics_path.is_file():
             return None
         try:
             meta, _, _ = load_checkpoint(self.model_path, self.kind)
@@ -119,12 +131,35 @@ class StageRun(Stage):
             return None
         return meta.get("identity_sha256")
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """:meth:`Stage.locked`, and the one interrupt path of every trainer: Ctrl-C becomes :class:`Interrupted`
+        naming the checkpoint to resume from; a run stopped before its first checkpoint leaves nothing (its log is
+        removed with it, and the directory too if the run created it), the previous model and log untouched."""
+        with super().locked():
+            try:
+                yield
+            except KeyboardInterrupt as err:
+                if isinstance(err, Interrupted):
+                    raise
+                raise Interrupted(self._left_by_interrupt()) from None
+
+    def _left_by_interrupt(self) -> Path | None:
+        """The checkpoint an interrupted run can resume from; without one, its log is removed."""
+        if self.checkpoint_path.is_file():
+            return self.checkpoint_path
+        if self.main:
+            self.running_log_path.unlink(missing_ok=True)
+        return None
+
     def start(self, resume: bool) -> tuple[int, dict | None]:
-        """Prepare the directory; returns (first step, training state to restore or None)."""
+        """Prepare the directory; returns (first step, training state to restore or None). A fresh run removes the
+        checkpoint and log of an earlier unfinished run, never the finished model and its log (replaced only when
+        this run's model is complete, in :meth:`finish`)."""
         if not resume:
             if self.main:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                for p in (self.checkpoint_path, self.metrics_path):
+                for p in (self.checkpoint_path, self.running_log_path):
                     if p.exists():
                         p.unlink()
             return 0, None
@@ -148,17 +183,17 @@ class StageRun(Stage):
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop log lines written after the checkpoint, so a resumed log reads like an uninterrupted one."""
-        if not self.metrics_path.is_file():
+        if not self.running_log_path.is_file():
             return
         kept = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+        for line in self.running_log_path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line torn by the crash that made the resume necessary
             if row["step"] <= step:
                 kept.append(line)
-        write_text_atomic(self.metrics_path, "".join(ln + "\n" for ln in kept))
+        write_text_atomic(self.running_log_path, "".join(ln + "\n" for ln in kept))
 
     def meta(self, step: int, extra: dict) -> dict:
         return {"kind": self.kind, "identity": self.identity, "identity_sha256": self.identity_sha,
@@ -169,8 +204,16 @@ class StageRun(Stage):
             save_checkpoint(self.checkpoint_path, self.meta(step, extra), state)
 
     def save_model(self, step: int, state: dict, extra: dict) -> str | None:
-        """Write model.pt (rank 0; other ranks get None) and return its checksum."""
-        return save_checkpoint(self.model_path, self.meta(step, extra), state) if self.main else None
+        """Publish this run's log as metrics.jsonl, then write model.pt (rank 0; other ranks get None) and return
+        its checksum. In this order an interruption between the two leaves a model whose log is newer, which is
+        not current (its identity or log differ) and is retrained; never a current model with another run's log."""
+        if not self.main:
+            return None
+        if self.running_log_path.is_file():
+            os.replace(self.running_log_path, self.metrics_path)
+        else:  # (a run that logged nothing)
+            write_text_atomic(self.metrics_path, "")
+        return save_checkpoint(self.model_path, self.meta(step, extra), state)
 
     def steps(self, start: int, steps: int, stop_after: int | None, desc: str, progress: bool) -> tuple[int, tqdm]:
         """(end, progress bar over steps start .. end - 1) of this call: the run's ``steps``, or ``stop_after`` of them
@@ -193,7 +236,7 @@ class StageRun(Stage):
         if not self.main:
             return
         row = {"step": step, **{k: round(float(v), 6) for k, v in metrics.items()}}
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
+        with open(self.running_log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -154,6 +154,37 @@ def test_two_real_trainings_on_one_workspace_then_ctrl_c(tiny_workspace, tmp_pat
     assert not list(ws.glob(".racer-*.lock"))  # the lock is released with the run
 
 
+def test_ctrl_c_in_a_forced_agent_training_keeps_the_previous_model_and_log(agent_workspace, tmp_path):
+    """Issue 29: Ctrl-C in `racer train agent --force` exited 1 with two tracebacks (the CLI read args.name), after
+    the old log had been deleted. Now every trainer shares one interrupt path: exit 130, one line, the previous
+    model and its log untouched until the new model is complete, and nothing of a run stopped before its first
+    checkpoint (its directory is removed if the run created it)."""
+    ws = copy_workspace(agent_workspace, tmp_path / "W")
+    agent = ws / "agents" / "racer-cql"
+    before = {p: p.read_bytes() for p in (agent / "model.pt", agent / "metrics.jsonl")}
+    base = ["train", "agent", ws, "--algo", "racer-cql", "--preset", "tiny", "--dataset", "racer/tiny/augmented-v0",
+            "--steps", "100000", "--valid-every", "0", "--quiet"]
+    for every, log in (("100000", "racer-cql/metrics.running.jsonl"), ("1", "racer-cql/checkpoint.pt")):
+        run = racer(*base, "--checkpoint-every", every, "--force")
+        wait_until(lambda: (ws / "agents" / log).is_file() and (ws / "agents" / log).stat().st_size > 0, run)
+        run.send_signal(signal.SIGINT)
+        rc, _, err = finish(run)
+        line = one_line(err)
+        assert rc == 130 and line.startswith("racer: interrupted"), err
+        assert {p: p.read_bytes() for p in before} == before  # the previous model and log, as they were
+        if every == "1":
+            assert "--resume` continues from the last checkpoint" in line, line
+        else:
+            assert "before the first checkpoint; nothing of this run was kept" in line, line
+            assert not (agent / "metrics.running.jsonl").exists() and temporaries(agent) == []
+    run = racer(*base[:-1], "--name", "fresh", "--checkpoint-every", "100000", "--quiet")
+    wait_until(lambda: (ws / "agents" / "fresh" / "metrics.running.jsonl").is_file(), run)
+    run.send_signal(signal.SIGINT)
+    rc, _, err = finish(run)
+    assert rc == 130 and "nothing of this run was kept" in one_line(err), err
+    assert not (ws / "agents" / "fresh").exists()  # not a folder holding only a log
+
+
 def test_the_next_run_removes_the_temporaries_of_killed_runs(trained_workspace, tmp_path):
     from racer_env.vqvae.train import train_config_for, train_vqvae
 
@@ -223,6 +254,25 @@ def test_absurd_bvh_values_are_refused(tmp_path):
     (tmp_path / "huge.bvh").write_text(head + "Frame Time:" + "\n".join(rows))
     with pytest.raises(BvhError, match="huge.bvh.*1e\\+300"):
         read_bvh(tmp_path / "huge.bvh")
+
+
+def test_a_hostile_bvh_header_is_refused_before_any_allocation(agent_workspace, tmp_path, capsys):
+    """Issue 29: 'Frame Time: 100000' grew `evaluate files` and `generate --reference` to 23.8 GB (the motion was
+    resampled before its length was checked); now the header is refused as it is read."""
+    text = (ROOT / "tests" / "data" / "cmu_12_01_walk.bvh").read_text()
+    hostile = tmp_path / "hostile.bvh"
+    hostile.write_text(text.replace("Frame Time: .0083333", "Frame Time: 100000"))
+    wav = make_wav(tmp_path / "a.wav", 4.4)  # as long as the take
+    for argv in (["evaluate", "files", "--audio", str(wav), "--motion", str(hostile)],
+                 ["evaluate", "files", "--audio", str(wav), "--motion", str(ROOT / "tests" / "data" /
+                                                                       "cmu_12_01_walk.bvh"),
+                  "--reference", str(hostile)],
+                 ["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--reference", str(hostile), "--out",
+                  str(tmp_path / "out"), "--quiet"]):
+        assert main(argv) == 2, argv
+        line = one_line(capsys.readouterr().err)
+        assert f"{hostile}: Frame Time 100000 s" in line and "expected 1 to 1000 fps" in line, line
+    assert not (tmp_path / "out").exists()
 
 
 def test_destinations_that_cannot_be_written(agent_workspace, tmp_path, capsys, monkeypatch):

@@ -125,7 +125,7 @@ def test_resume_survives_a_torn_log_line_and_drops_lines_past_the_checkpoint(tin
     b = copy_workspace(tiny_workspace, tmp_path / "B")
     train_vqvae(a, TINY, progress=False)
     train_vqvae(b, TINY, progress=False, stop_after=5)  # checkpoint at step 5
-    with open(b / "vqvae" / "metrics.jsonl", "a") as f:  # a crash after more logging, mid-line
+    with open(b / "vqvae" / "metrics.running.jsonl", "a") as f:  # a crash after more logging, mid-line
         f.write('{"step": 10, "losses/total": 1.0}\n{"step": 15, "losses/tot')
     train_vqvae(b, TINY, progress=False, resume=True)
     assert (a / "vqvae" / "metrics.jsonl").read_text() == (b / "vqvae" / "metrics.jsonl").read_text()
