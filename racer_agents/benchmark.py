@@ -77,7 +77,7 @@ class UserAgent(Agent):
             self.inner.reset()
 
     def act(self, observation: dict) -> int:
-        return int(self.inner.act(observation))
+        return self.inner.act(observation)  # (checked by the rollout: an integer code in range)
 
     def observe_reward(self, reward: float) -> None:
         if hasattr(self.inner, "observe_reward"):
@@ -85,7 +85,8 @@ class UserAgent(Agent):
 
 
 def user_class(spec: str):
-    """The class of ``module:Class``, checked for ``act`` and ``fit``; a RacerError naming what is wrong."""
+    """The class of ``module:Class``, checked for ``act`` and ``fit`` and made once (its constructor must need no
+    arguments); a RacerError naming what is wrong."""
     module_name, _, class_name = spec.partition(":")
     if not module_name or not class_name:
         raise RacerError(f"--algo {spec}: expected module:Class, e.g. mypackage.agents:MyAgent")
@@ -99,11 +100,21 @@ def user_class(spec: str):
 
 
 def checked_class(cls: type, where: str = "") -> type:
-    """``cls`` if it has the ``act`` and ``fit`` a benchmark agent needs; else a RacerError naming what lacks."""
+    """``cls`` if it has the ``act`` and ``fit`` a benchmark agent needs and can be made without arguments (it is
+    made once here, before any tier is built); else a RacerError naming what is wrong."""
+    if not isinstance(cls, type):
+        raise RacerError(f"{where}{cls!r} is not a class")
     missing = [m for m in ("act", "fit") if not callable(getattr(cls, m, None))]
     if missing:
         raise RacerError(f"{where}{cls.__qualname__} lacks {' and '.join(missing)} (a benchmark agent needs "
                          f"act(observation) -> code and fit(dataset))")
+    try:
+        inspect.signature(cls).bind()
+    except TypeError as err:
+        raise RacerError(f"{where}{cls.__qualname__}() cannot be made without arguments ({err}); a benchmark agent's "
+                         f"constructor takes none") from None
+    except ValueError:  # (no signature to inspect: a class made in C)
+        pass
     return cls
 
 
@@ -112,7 +123,15 @@ def resolve_algo(algo: str | type) -> tuple[str, type | None]:
     ``module:Class``, or (from Python) the class itself."""
     if isinstance(algo, type):
         return f"{algo.__module__}:{algo.__qualname__}", checked_class(algo)
-    if algo in BUILT_IN or algo.startswith("d3rlpy:"):
+    if algo.startswith("d3rlpy:"):
+        from racer_agents.algorithms import check_d3rlpy_algorithm as check_algorithm
+
+        try:
+            check_algorithm(algo.split(":", 1)[1])
+        except RacerError as err:
+            raise RacerError(f"--algo {algo}: {err}") from None
+        return algo, None
+    if algo in BUILT_IN:
         return algo, None
     if ":" in algo:
         return algo, user_class(algo)
@@ -167,16 +186,26 @@ def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str
                   steps: int | None = None, preset: str = "demo", device: str = "cpu",
                   progress: bool = True, batch_size: int | None = None) -> dict:
     """Train ``algo`` (a name, ``module:Class``, or a class) on every tier and seed, evaluate on the test clips, and
-    summarise; the result as a dict (also written to ``W/benchmark/<algo>.json`` and ``.md``)."""
-    from racer_agents.evaluate import evaluate
-    from racer_agents.tiers import build_tier
-
+    summarise; the result as a dict (also written to :func:`result_path`, ``.json`` and ``.md``)."""
     ws = Workspace.of(workspace)
     algo, user = resolve_algo(algo)  # (checked before any work)
     tiers = tuple(dict.fromkeys(check_tier(t) for t in tiers))
     if seeds < 1:
         raise RacerError(f"--seeds must be >= 1, got {seeds}")
     protocol = Protocol(algo, tiers, tuple(range(seeds)), steps, preset, batch_size)
+    # One benchmark (or evaluation) of a workspace at a time: its lock is taken before any work, so that a second
+    # one is refused at once, not at its evaluation after hours of training.
+    with stage_lock(ws.root / "eval", "evaluate"):
+        return _run(ws, protocol, user, device, progress)
+
+
+def _run(ws: Workspace, protocol: Protocol, user: type | None, device: str, progress: bool) -> dict:
+    """The benchmark of ``protocol`` (run_benchmark, under the evaluation lock)."""
+    from racer_agents.evaluate import evaluate
+    from racer_agents.tiers import build_tier
+
+    algo, tiers, steps, preset, batch_size = (protocol.algo, protocol.tiers, protocol.steps, protocol.preset,
+                                              protocol.batch_size)
     datasets = {}
     for tier in tiers:
         built = build_tier(ws, tier, preset=preset, device=device, progress=progress)
@@ -192,8 +221,7 @@ def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str
             agents[tier, seed] = train_one(ws, algo, user, tier, datasets[tier]["id"], seed, steps, preset, device,
                                            progress, batch_size)
     systems = list(dict.fromkeys(agents.values()))  # (online agents: one per seed, shared by the tiers)
-    with stage_lock(ws.root / "eval", "evaluate"):
-        result = evaluate(ws, systems, split=protocol.split, device=device, progress=progress, bootstrap=1)
+    result = evaluate(ws, systems, split=protocol.split, device=device, progress=progress, bootstrap=1)
     from racer_env.envs.episode_data import load_env_data
 
     data = load_env_data(str(ws.root), device)
@@ -201,7 +229,7 @@ def run_benchmark(workspace: str | Workspace, algo: str | type, tiers: tuple[str
     report = _summarise(result, agents, datasets, protocol, steps_per_clip)
     report["protocol"] = {**report["protocol"], "corpus_sha256": _corpus_sha(ws), "code": code_permalink(),
                           "score": SCORE_PROTOCOL, "clips": result["clip_ids"]}
-    out = result_path(ws, algo)
+    out = result_path(ws, protocol)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)
     write_text_atomic(out.with_suffix(".md"), markdown(report))
@@ -299,6 +327,17 @@ def print_report(report: dict, as_json: bool) -> None:
     print(json.dumps(report, indent=2) if as_json else markdown(report))
 
 
-def result_path(workspace: str | Path, algo: str) -> Path:
-    """Where run_benchmark writes the result of ``algo`` (its name): ``W/benchmark/<algo>.json``."""
-    return Workspace.of(workspace).root / "benchmark" / (algo.replace(":", "-").replace("/", "-") + ".json")
+def result_path(workspace: str | Path, protocol: Protocol | dict) -> Path:
+    """Where run_benchmark writes the result of ``protocol`` (or a report's protocol dict):
+    ``W/benchmark/<algo>_<tiers>_seeds<N>_steps<S>_<preset>[_batch<B>].json``. Everything that distinguishes two
+    runs' numbers is in the name, so that a run never replaces the results of another (the same settings: the same
+    file, and the same numbers). The tiers in their canonical order, ``all`` for the six."""
+    p = protocol if isinstance(protocol, dict) else {"algo": protocol.algo, "tiers": protocol.tiers,
+                                                     "seeds": protocol.seeds, "steps": protocol.steps,
+                                                     "preset": protocol.preset, "batch_size": protocol.batch_size}
+    algo = p["algo"].replace(":", "-").replace("/", "-")
+    tiers = "all" if set(p["tiers"]) == set(TIERS) else "+".join(t for t in TIERS if t in p["tiers"])
+    name = f"{algo}_{tiers}_seeds{len(p['seeds'])}_steps{p['steps'] or 'default'}_{p['preset']}"
+    if p["batch_size"]:
+        name += f"_batch{p['batch_size']}"
+    return Workspace.of(workspace).root / "benchmark" / f"{name}.json"

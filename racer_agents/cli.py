@@ -180,7 +180,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                            args.preset, args.device, progress=not args.quiet, batch_size=args.batch_size)
     print_report(report, args.json)
     if not args.json:
-        print(result_path(args.workspace, args.algo))
+        print(result_path(args.workspace, report["protocol"]))
     return 0
 
 

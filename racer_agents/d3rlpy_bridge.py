@@ -22,12 +22,9 @@ import torch
 from d3rlpy.models.encoders import EncoderFactory, register_encoder_factory
 from torch import nn
 
+from racer_agents.algorithms import D3RLPY_ALGORITHMS as DISCRETE_ALGORITHMS
+from racer_agents.algorithms import check_d3rlpy_algorithm as check_algorithm
 from racer_env.envs.wrappers import OBSERVATION_KEYS
-from racer_env.errors import RacerError
-
-#: the discrete algorithms of d3rlpy that work on the gesture MDP, by config class name prefix.
-DISCRETE_ALGORITHMS = ("DiscreteCQL", "DQN", "DoubleDQN", "NFQ", "DiscreteBCQ", "DiscreteBC", "DiscreteSAC",
-                       "DiscreteDecisionTransformer")
 
 
 def minari_to_mdp_dataset(dataset, n_codes: int | None = None) -> d3rlpy.dataset.MDPDataset:
@@ -120,12 +117,7 @@ def algo_config(name: str, encoder: GestureEncoderFactory, max_timestep: int = 1
     DiscreteSAC takes separate actor and critic encoders; DiscreteDecisionTransformer needs ``max_timestep`` at
     least the longest episode.
     """
-    if name not in DISCRETE_ALGORITHMS:
-        import difflib
-
-        hint = difflib.get_close_matches(name, DISCRETE_ALGORITHMS, n=1)
-        raise RacerError(f"unknown d3rlpy discrete algorithm {name!r}"
-                         f"{f'; did you mean {hint[0]!r}' if hint else ''}; choose one of {DISCRETE_ALGORITHMS}")
+    check_algorithm(name)
     config_cls = getattr(d3rlpy.algos, f"{name}Config")
     if name == "DiscreteSAC":
         return config_cls(actor_encoder_factory=encoder, critic_encoder_factory=encoder, **kwargs)

@@ -103,7 +103,8 @@ def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[
 
     agent.reset()
     first = int(clip.codes[0])
-    actions = rollout_codes(agent.act, clip, 0, clip.n_codes - 1, first, agent.obs_cfg, data.n_codes, on_step=score)
+    actions = rollout_codes(agent.act, clip, 0, clip.n_codes - 1, first, agent.obs_cfg, data.n_codes, on_step=score,
+                            agent=agent.name)
     return np.concatenate([[first], actions]).astype(np.int64), float(np.mean(rewards))
 
 

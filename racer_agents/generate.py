@@ -116,7 +116,8 @@ def speech_clip(y: np.ndarray, corpus: Corpus) -> ClipData:
 def rollout_codes(agent: Agent, clip: ClipData, first_code: int, progress: bool = True) -> np.ndarray:
     """Greedy codes for every code step of ``clip`` (a_0 = ``first_code``), in the agent's own observation shape."""
     agent.reset()
-    rest = episode_rollout(agent.act, clip, 0, clip.n_codes - 1, first_code, agent.obs_cfg, agent.n_codes, progress)
+    rest = episode_rollout(agent.act, clip, 0, clip.n_codes - 1, first_code, agent.obs_cfg, agent.n_codes, progress,
+                           agent=agent.name)
     return np.concatenate([[first_code], rest]).astype(np.int64)
 
 

@@ -102,6 +102,13 @@ class AgentTrainConfig:
     def __post_init__(self) -> None:
         if self.algo not in ("racer-cql", "bc") and not self.algo.startswith("d3rlpy:"):
             raise RacerError(f"--algo must be racer-cql, bc, d3rlpy:<Name> (offline) or dqn, actor-critic (online), got {self.algo!r}")
+        if self.algo.startswith("d3rlpy:"):  # (before any work: the name, not only the prefix)
+            from racer_agents.algorithms import check_d3rlpy_algorithm as check_algorithm
+
+            try:
+                check_algorithm(self.algo.split(":", 1)[1])
+            except RacerError as err:
+                raise RacerError(f"--algo {self.algo}: {err}") from None
         if self.preset not in GPT_PRESETS:
             raise RacerError(f"unknown agent preset {self.preset!r}; choose one of {sorted(GPT_PRESETS)}")
         if self.agent_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.agent_name):

@@ -427,6 +427,96 @@ def test_ctrl_c_and_kill_9_in_generate(agent_workspace, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [f"{JFK_WAV.stem}.{ext}" for ext in ("bvh", "mp4", "npz")]
 
 
+# -- a user's agent and --algo ------------------------------------------------------------------------------
+class Returns:
+    """A user's benchmark agent whose act returns ``value`` (set on the class by a test)."""
+
+    value = 0
+
+    def fit(self, dataset) -> None:
+        pass
+
+    def act(self, observation: dict):
+        return self.value
+
+
+class NeedsArguments(Returns):
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+
+def test_a_user_agents_codes_are_checked_at_the_first_step(trained_workspace):
+    """Issue 29: 99999 or -1 ended ~40 s later in an IndexError inside the VQ-VAE, None in a TypeError, and 3.7 was
+    silently used as code 3. The rollout checks every code as it is chosen."""
+    import torch
+
+    from racer_agents.benchmark import UserAgent
+    from racer_agents.evaluate import rollout_clip
+    from racer_env.envs.gesture import GestureSynthesisEnv
+    from racer_env.errors import RacerError
+
+    env = GestureSynthesisEnv(str(trained_workspace), split="test", segment_codes=None)
+    clip_id, n = env.data.splits["test"][0], env.data.n_codes
+    for value in (99999, -1, None, 3.7, True, np.array([1, 2])):
+        agent = UserAgent(type("Bad", (Returns,), {"value": value})(), "bench-mine-expert-s0", n)
+        with pytest.raises(RacerError, match=r"^agent bench-mine-expert-s0: act returned .* at step 0; expected an "
+                                             rf"integer code in \[0, {n - 1}\]$") as err:
+            rollout_clip(env, agent, clip_id)
+        assert repr(value)[:4] in str(err.value) or isinstance(value, np.ndarray)
+    for value in (np.int64(n - 1), torch.tensor(0)):  # integers of any kind are codes
+        codes, _ = rollout_clip(env, UserAgent(type("Good", (Returns,), {"value": value})(), "good", n), clip_id)
+        assert set(codes[1:].tolist()) == {int(value)}
+
+
+def test_bad_algorithms_are_refused_before_any_work(trained_workspace, tmp_path, capsys):
+    """d3rlpy:Nope and a class whose constructor needs arguments were refused only after the tier was built (the
+    latter with a traceback); a second benchmark only at its evaluation, after training."""
+    ws = copy_workspace(trained_workspace, tmp_path / "W")
+    before = sorted(p.name for p in ws.rglob("*"))
+    cases = {("benchmark", "d3rlpy:Nope"): "--algo d3rlpy:Nope: unknown d3rlpy discrete algorithm 'Nope'",
+             ("benchmark", "tests.test_faults:NeedsArguments"):
+                 "--algo tests.test_faults:NeedsArguments: NeedsArguments() cannot be made without arguments",
+             ("train", "d3rlpy:Nope"): "--algo d3rlpy:Nope: unknown d3rlpy discrete algorithm 'Nope'"}
+    for (command, algo), message in cases.items():
+        argv = (["benchmark", str(ws), "--tier", "expert"] if command == "benchmark" else ["train", "agent", str(ws)])
+        assert main([*argv, "--algo", algo, "--preset", "tiny", "--quiet"]) == 2, algo
+        line = one_line(capsys.readouterr().err)
+        assert message in line, line
+    script = ("import sys, time\nfrom racer_env.workspace import stage_lock\n"
+              "with stage_lock(sys.argv[1], 'evaluate'):\n    print('held', flush=True)\n    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(ws / "eval")],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    _RUNS.append(holder)
+    assert holder.stdout.readline().strip() == "held"  # (a benchmark of another algorithm, evaluating)
+    assert main(["benchmark", str(ws), "--algo", "bc", "--tier", "expert", "--preset", "tiny", "--quiet"]) == 2
+    assert f"pid {holder.pid}" in one_line(capsys.readouterr().err)
+    holder.kill()
+    holder.wait()
+    assert sorted(p.name for p in ws.rglob("*") if ".racer-" not in p.name and p.name != "eval") == before
+
+
+def test_benchmark_results_are_keyed_by_everything_that_distinguishes_them(tmp_path):
+    """Issue 29: W/benchmark/<algo>.json of a run on one tier was replaced by a run of the same algorithm on
+    another tier."""
+    from racer_agents.benchmark import Protocol, result_path
+
+    base = Protocol("d3rlpy:DiscreteCQL", ("expert",), (0, 1, 2), 150, "demo")
+    variants = [base, Protocol("d3rlpy:DiscreteCQL", ("random",), (0, 1, 2), 150, "demo"),
+                Protocol("d3rlpy:DiscreteCQL", ("expert",), (0,), 150, "demo"),
+                Protocol("d3rlpy:DiscreteCQL", ("expert",), (0, 1, 2), None, "demo"),
+                Protocol("d3rlpy:DiscreteCQL", ("expert",), (0, 1, 2), 150, "tiny"),
+                Protocol("d3rlpy:DiscreteCQL", ("expert",), (0, 1, 2), 150, "demo", batch_size=32),
+                Protocol("bc", ("expert",), (0, 1, 2), 150, "demo")]
+    paths = [result_path(tmp_path, p) for p in variants]
+    assert len(set(paths)) == len(paths)
+    assert paths[0] == tmp_path / "benchmark" / "d3rlpy-DiscreteCQL_expert_seeds3_steps150_demo.json"
+    assert paths[5].name == "d3rlpy-DiscreteCQL_expert_seeds3_steps150_demo_batch32.json"
+    six = ("augmented", "expert", "random", "medium", "medium-replay", "medium-expert")
+    assert result_path(tmp_path, Protocol("bc", six[::-1], (0,), None, "tiny")).name == "bc_all_seeds1_stepsdefault_tiny.json"
+    assert result_path(tmp_path, Protocol("bc", ("random", "expert"), (0,), 5, "tiny")) == \
+        result_path(tmp_path, Protocol("bc", ("expert", "random"), (0,), 5, "tiny"))  # (the same run: the same file)
+
+
 # -- messages --------------------------------------------------------------------------------------------------
 def test_messages_name_the_option_and_what_was_expected(agent_workspace, trained_workspace, tmp_path, capsys):
     assert main(["train", "agent", str(agent_workspace), "--algo", "nonsense", "--quiet"]) == 2

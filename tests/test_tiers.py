@@ -154,7 +154,7 @@ def test_benchmark_of_a_user_class(tiers_workspace, capsys):
         point, low, high = t["summary"]["normalised_score"]
         assert low <= point <= high
         assert t["summary"]["fgd"] is not None and t["summary"]["stroke_f1"] is not None
-    assert (ws / "benchmark" / "tests.test_tiers-MostCommonCode.md").is_file()
+    assert (ws / "benchmark" / "tests.test_tiers-MostCommonCode_expert+random_seeds2_stepsdefault_tiny.md").is_file()
     assert main(argv) == 0  # the same command on the same machine: the same numbers
     assert json.loads(capsys.readouterr().out)["tiers"] == report["tiers"]
 

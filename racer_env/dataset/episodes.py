@@ -151,7 +151,8 @@ def policy_episodes(data: EnvData, segments: list[tuple[str, int, int]], policy:
         clip = data.clips[clip_id]
         if stateful:
             policy.reset()
-        actions = rollout_codes(act, clip, start, horizon, int(clip.codes[start]), cfg, data.n_codes)
+        actions = rollout_codes(act, clip, start, horizon, int(clip.codes[start]), cfg, data.n_codes,
+                                agent=getattr(policy, "name", "policy"))
         episodes.append(Episode(clip_id, start, actions, "policy"))
     return episodes
 

@@ -259,16 +259,32 @@ def rollout(policy: Callable[[Any], Any], first_observation: Any, step: Callable
     return actions
 
 
+def checked_action(action: Any, n_codes: int, step: int, agent: str) -> int:
+    """``action`` as a code if it is an integer in [0, n_codes) (a Python or numpy integer, or a one-element integer
+    array or tensor); else a RacerError naming the agent, the step and the value. Every rollout checks each action
+    here as it is chosen, so a user's agent that returns 99999, -1, None or 3.7 is refused at its first bad step,
+    not 40 s later inside the VQ-VAE (nor 3.7 silently used as code 3)."""
+    value = action
+    if isinstance(value, (np.ndarray, torch.Tensor)) and int(np.prod(value.shape)) == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and 0 <= value < n_codes:
+        return int(value)
+    shown = repr(value) if not isinstance(value, np.generic) else repr(value.item())
+    raise RacerError(f"agent {agent}: act returned {shown[:60]} at step {step}; expected an integer code in "
+                     f"[0, {n_codes - 1}]")
+
+
 def rollout_codes(policy: Callable[[dict], int], clip: ClipData, start: int, horizon: int, first_code: int,
                   cfg: ObservationConfig, n_codes: int, progress: bool = False,
-                  on_step: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+                  on_step: Callable[[np.ndarray], None] | None = None, agent: str = "policy") -> np.ndarray:
     """A policy rolled out over a clip without an environment: ``policy`` (observation -> code) chooses the
     ``horizon`` codes of clip steps ``start + 1 ..`` after a_0 = ``first_code``, seeing exactly the observations the
     environment would give. ``on_step(history)`` runs after each code with the episode so far (a_0 .. the new code),
     before the next choice: evaluation scores the step there and hands the reward to the agent. Used by ``racer
     generate`` (no reward to score), policy episodes of a dataset (labelled afterwards in batches) and evaluation.
-    Without ``on_step`` only the observed history is kept, so memory does not grow with the horizon. Returns
-    (horizon,) codes."""
+    Without ``on_step`` only the observed history is kept, so memory does not grow with the horizon. Each code is
+    checked as it is chosen (:func:`checked_action`; ``agent`` names the policy in the error). Returns (horizon,)
+    codes."""
     recent: deque = deque([int(first_code)], maxlen=cfg.history)  # the codes an observation shows
     chosen: list[int] = []
 
@@ -276,14 +292,16 @@ def rollout_codes(policy: Callable[[dict], int], clip: ClipData, start: int, hor
         history = np.fromiter(recent, dtype=np.int64)
         return observation(clip, start + len(chosen) + 1 - len(history), history, cfg, n_codes)
 
-    def replay(code: int) -> dict:
-        recent.append(int(code))
-        chosen.append(int(code))
+    def replay(action) -> dict:
+        code = checked_action(action, n_codes, len(chosen), agent)
+        recent.append(code)
+        chosen.append(code)
         if on_step is not None:
             on_step(np.array([first_code, *chosen], dtype=np.int64))
         return observe()
 
-    return np.array(rollout(policy, observe(), replay, horizon, progress), dtype=np.int64).reshape(horizon)
+    rollout(policy, observe(), replay, horizon, progress)
+    return np.array(chosen, dtype=np.int64).reshape(horizon)
 
 
 def reward_window(clip: ClipData, start: int, history: np.ndarray, window: int,
