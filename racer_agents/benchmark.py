@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from racer_env.dataset.builder import (
 )
 from racer_env.envs.episode_data import ObservationConfig
 from racer_env.errors import RacerError
-from racer_env.workspace import Workspace, stage_lock, write_json_atomic, write_text_atomic
+from racer_env.workspace import Workspace, stage_lock, strict_json, write_json_atomic, write_text_atomic
 
 BUILT_IN = ("racer-cql", "bc", "dqn", "actor-critic")
 ONLINE = ("dqn", "actor-critic")
@@ -275,8 +275,8 @@ def _normalised(values: np.ndarray, ref: dict) -> np.ndarray:
 
 
 def _intervals(per_seed: dict, seeds: tuple[int, ...]) -> dict:
-    """{metric: [point, low, high]}: per-clip metrics bootstrapped over seeds x clips, pooled ones over seeds (NaN
-    bounds with one seed)."""
+    """{metric: [point, low, high]}: per-clip metrics bootstrapped over seeds x clips, pooled ones over seeds (with
+    one seed the bounds are None, and ``no_interval`` says why for each such metric)."""
     rng = np.random.default_rng(0)
     out: dict[str, list | None] = {}
     for metric in PER_CLIP:
@@ -288,7 +288,10 @@ def _intervals(per_seed: dict, seeds: tuple[int, ...]) -> dict:
     for metric in ("stroke_f1", "fgd"):
         values = np.array([per_seed[str(s)][metric] for s in seeds if per_seed[str(s)][metric] is not None])
         if len(values) < 2:  # (no interval over seeds from one seed: the point alone)
-            out[metric] = None if len(values) == 0 else [float(values[0]), float("nan"), float("nan")]
+            out[metric] = None if len(values) == 0 else [float(values[0]), None, None]
+            out.setdefault("no_interval", {})[metric] = (
+                "no value from any seed" if len(values) == 0 else
+                f"pooled over the clips, so its interval is over seeds, and {len(values)} seed gave a value")
             continue
         means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(axis=1)
         out[metric] = [float(values.mean()), *map(float, np.percentile(means, [2.5, 97.5]))]
@@ -299,7 +302,7 @@ def format_interval(v: list | None, digits: int = 3) -> str:
     """``point [low, high]``; the point alone without an interval; n/a for no value."""
     if v is None:
         return "n/a"
-    if np.isnan(v[1]):
+    if v[1] is None:
         return f"{v[0]:.{digits}f}"
     return f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
 
@@ -323,8 +326,9 @@ def markdown(report: dict) -> str:
          "Brackets: 95 % bootstrap interval over seeds and clips (stroke F1, FGD: over seeds)."), ""])
 
 
-def print_report(report: dict, as_json: bool) -> None:
-    print(json.dumps(report, indent=2) if as_json else markdown(report))
+def print_report(report: dict, as_json: bool, file=None) -> None:
+    """The report as strict JSON or as the markdown table, on ``file`` (default: stdout)."""
+    print(strict_json(report) if as_json else markdown(report), file=file or sys.stdout)
 
 
 def result_path(workspace: str | Path, protocol: Protocol | dict) -> Path:

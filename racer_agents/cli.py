@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -35,7 +36,7 @@ from racer_env.corpus.store import Corpus
 from racer_env.errors import Interrupted, RacerError, path_error
 from racer_env.motion.skeleton import UNITS_MM
 from racer_env.threads import configure_threads
-from racer_env.workspace import stage_lock
+from racer_env.workspace import stage_lock, strict_json
 
 #: exit status of a user's mistake (as argparse's), and of a run stopped by Ctrl-C (128 + SIGINT).
 EXIT_USER_ERROR = 2
@@ -178,7 +179,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     report = run_benchmark(args.workspace, args.algo, tuple(args.tier or TIER_CHOICES), args.seeds, args.steps,
                            args.preset, args.device, progress=not args.quiet, batch_size=args.batch_size)
-    print_report(report, args.json)
+    print_report(report, args.json, file=_json_stream(args))
     if not args.json:
         print(result_path(args.workspace, report["protocol"]))
     return 0
@@ -375,7 +376,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     summary = Corpus.load(args.workspace).summary()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        _print_json(args, summary)
         return 0
     print(f"corpus      {summary['directory']}")
     print(f"clips       {summary['clips']} ({summary['minutes']:.2f} min)")
@@ -481,9 +482,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_metrics(metrics: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(metrics, indent=2))
+def _json_stream(args: argparse.Namespace):
+    """Where a command's JSON goes: the stdout that :func:`_stdout_for_json` kept for it (the process's stdout
+    otherwise)."""
+    return getattr(args, "json_stream", None) or sys.stdout
+
+
+def _print_json(args: argparse.Namespace, obj) -> None:
+    """``obj`` as strict JSON (no NaN: null and the reason beside it) on the command's JSON stream."""
+    print(strict_json(obj), file=_json_stream(args))
+
+
+@contextlib.contextmanager
+def _stdout_for_json():
+    """Under ``--json`` stdout carries the JSON alone: while the command runs, everything else written to stdout (a
+    library's log lines, from Python or from C) goes to stderr. Yields the stream the JSON is printed on."""
+    sys.stdout.flush()
+    try:
+        fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream without a file (captured): Python's writes only
+        real = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real
+        return
+    saved = os.dup(fd)
+    real = open(saved, "w", closefd=False, encoding=sys.stdout.encoding)
+    sys.stderr.flush()
+    os.dup2(err_fd, fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real
+    finally:
+        sys.stdout.flush()  # (what was written through the original object, still to stderr)
+        real.flush()
+        real.close()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _print_metrics(args: argparse.Namespace, metrics: dict) -> None:
+    if args.json:
+        _print_json(args, metrics)
         return
     for key, value in metrics.items():
         if key not in ("params", "per_clip"):  # per-clip values: --json
@@ -499,7 +538,10 @@ def cmd_evaluate_agents(args: argparse.Namespace) -> int:
         result = evaluate(args.workspace, args.agent, split=args.split, sigma=args.sigma, seed=args.seed,
                           device=args.device, progress=not args.quiet, videos=args.videos)
         json_path, md_path = write_results(Workspace(args.workspace), result)
-    print(json.dumps(result, indent=2) if args.json else markdown_table(result) + f"\n{json_path}\n{md_path}")
+    if args.json:
+        _print_json(args, result)
+    else:
+        print(markdown_table(result) + f"\n{json_path}\n{md_path}")
     return 0
 
 
@@ -508,14 +550,17 @@ def cmd_evaluate_files(args: argparse.Namespace) -> int:
 
     result = evaluate_files(args.audio, args.motion, args.reference, unit_mm=UNITS_MM[args.unit], sigma=args.sigma,
                             seed=args.seed)
-    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    if args.json:
+        _print_json(args, result)
+    else:
+        print(format_result(result))
     return 0
 
 
 def cmd_evaluate_codebook(args: argparse.Namespace) -> int:
     from racer_env.vqvae.evaluate import evaluate_codebook
 
-    _print_metrics(evaluate_codebook(args.workspace, split=args.split, device=args.device), args.json)  # (fast: no bar)
+    _print_metrics(args, evaluate_codebook(args.workspace, split=args.split, device=args.device))  # (fast: no bar)
     return 0
 
 
@@ -525,7 +570,7 @@ def cmd_evaluate_reward(args: argparse.Namespace) -> int:
 
     metrics = evaluate_reward(args.workspace, candidates=args.candidates, seed=args.seed, device=args.device)
     ablations = None if args.json else metrics.pop("ablations", None)
-    _print_metrics(metrics, args.json)
+    _print_metrics(args, metrics)
     if ablations is not None:
         print(format_ablations(ablations))
     return 0
@@ -575,7 +620,10 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(1, "agents")  # racer evaluate W ... is racer evaluate agents W ...
     args = build_parser(argv[0] if argv else "").parse_args(argv)
     try:
-        return args.func(args)
+        if not getattr(args, "json", False):
+            return args.func(args)
+        with _stdout_for_json() as args.json_stream:
+            return args.func(args)
     except RacerError as err:
         return _fail(str(err))
     except OSError as err:

@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 
 import d3rlpy
 import numpy as np
+import structlog
 import torch
 from d3rlpy.models.encoders import EncoderFactory, register_encoder_factory
 from torch import nn
@@ -25,6 +27,10 @@ from torch import nn
 from racer_agents.algorithms import D3RLPY_ALGORITHMS as DISCRETE_ALGORITHMS
 from racer_agents.algorithms import check_d3rlpy_algorithm as check_algorithm
 from racer_env.envs.wrappers import OBSERVATION_KEYS
+
+# d3rlpy logs through structlog, which prints to stdout: its lines ("Parameters", "Model parameters are saved ...")
+# would come before a command's own output, and before the JSON of --json. They are diagnostics: stderr.
+structlog.configure(logger_factory=lambda *args: structlog.PrintLogger(sys.stderr))
 
 
 def minari_to_mdp_dataset(dataset, n_codes: int | None = None) -> d3rlpy.dataset.MDPDataset:

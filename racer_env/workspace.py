@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from racer_env.errors import RacerError
 
 
@@ -97,9 +99,48 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+#: the reason given beside a value that was not a finite number (see :func:`strict_json`), where the code that
+#: computed it gave none of its own.
+NOT_FINITE = "not a finite number (NaN or infinite): the figure is undefined for these inputs"
+
+
+def finite(obj):
+    """``obj`` (dicts, lists, numbers, strings) with every NaN or infinite float replaced by None; a dict key whose
+    value held one gains a sibling ``<key>_null_reason`` (unless the dict already says why), so that the JSON is
+    strict (RFC 8259 has no NaN: ``jq`` and most parsers refuse it) and a null says why it is one."""
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            out[key] = finite(value)
+            reason = f"{key}_null_reason"
+            if _has_non_finite(value) and reason not in obj and isinstance(key, str):
+                out[reason] = NOT_FINITE
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _has_non_finite(obj) -> bool:
+    if isinstance(obj, (float, np.floating)):
+        return not np.isfinite(obj)
+    if isinstance(obj, (list, tuple)):
+        return any(_has_non_finite(v) for v in obj)
+    return False  # (a nested dict says why itself)
+
+
+def strict_json(obj, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """The one JSON writer of racer's results: strict JSON (no NaN, see :func:`finite`)."""
+    return json.dumps(finite(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON (sorted keys, indented) to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Write strict JSON (sorted keys, indented) to ``path`` atomically."""
+    write_text_atomic(path, strict_json(obj, sort_keys=True) + "\n")
 
 
 @contextmanager

@@ -517,6 +517,54 @@ def test_benchmark_results_are_keyed_by_everything_that_distinguishes_them(tmp_p
         result_path(tmp_path, Protocol("bc", ("expert", "random"), (0,), 5, "tiny"))  # (the same run: the same file)
 
 
+# -- --json is JSON ------------------------------------------------------------------------------------------
+def test_json_is_strict_and_says_why_a_value_is_null():
+    import json
+
+    from racer_agents.benchmark import _intervals, format_interval
+    from racer_env.workspace import strict_json
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the JSON")
+
+    text = strict_json({"a": [1.0, float("nan")], "b": np.float32("inf"), "c": {"d": np.nan, "e": np.int64(3)}})
+    out = json.loads(text, parse_constant=refuse)
+    assert out["a"] == [1.0, None] and out["b"] is None and out["c"]["d"] is None and out["c"]["e"] == 3
+    assert {k for k in out if k.endswith("_null_reason")} == {"a_null_reason", "b_null_reason"}
+    assert "NaN or infinite" in out["c"]["d_null_reason"]
+    # issue 29: with --seeds 1 the pooled figures' intervals were NaN in stdout and W/benchmark/*.json
+    per_seed = {"0": {"per_clip": {k: [0.1, 0.2] for k in ("normalised_score", "mean_reward", "sync")},
+                      "stroke_f1": 0.5, "fgd": 2.0}}
+    summary = _intervals(per_seed, (0,))
+    assert summary["stroke_f1"] == [0.5, None, None] and summary["fgd"] == [2.0, None, None]
+    assert "1 seed" in summary["no_interval"]["fgd"] and format_interval(summary["fgd"]) == "2.000"
+    json.loads(strict_json(summary), parse_constant=refuse)
+
+
+def test_nothing_but_the_json_on_stdout(tmp_path):
+    """Whatever else a command writes to stdout while it runs (a library's log lines, from Python or from C: d3rlpy's
+    came before the JSON even with --quiet) goes to stderr under --json."""
+    script = ("import os, sys\nfrom racer_agents import cli\n"
+              "def noisy(args):\n    print('python noise')\n    sys.stdout.flush()\n    os.write(1, b'C noise\\n')\n"
+              "    cli._print_json(args, {'x': float('nan')})\n    return 0\n"
+              "cli.cmd_evaluate_files = noisy\n"
+              "sys.exit(cli.main(['evaluate', 'files', '--audio', 'a.wav', '--motion', 'm.bvh', '--json']))\n")
+    run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == '{\n  "x": null,\n  "x_null_reason": ' + \
+        '"not a finite number (NaN or infinite): the figure is undefined for these inputs"\n}', run.stdout
+    assert "python noise" in run.stderr and "C noise" in run.stderr
+
+
+def test_d3rlpy_logs_stay_off_stdout(agent_workspace, tmp_path, capsys):
+    ws = copy_workspace(agent_workspace, tmp_path / "W")
+    assert main(["train", "agent", str(ws), "--algo", "d3rlpy:DiscreteBC", "--preset", "tiny", "--steps", "2",
+                 "--dataset", "racer/tiny/augmented-v0", "--force", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("agent d3rlpy-DiscreteBC: trained in") and "Parameters" not in out, out
+
+
 # -- messages --------------------------------------------------------------------------------------------------
 def test_messages_name_the_option_and_what_was_expected(agent_workspace, trained_workspace, tmp_path, capsys):
     assert main(["train", "agent", str(agent_workspace), "--algo", "nonsense", "--quiet"]) == 2
