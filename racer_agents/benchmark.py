@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,7 @@ def user_class(spec: str):
     module_name, _, class_name = spec.partition(":")
     if not module_name or not class_name:
         raise RacerError(f"--algo {spec}: expected module:Class, e.g. mypackage.agents:MyAgent")
+    _importable_from_the_working_directory()
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except ImportError as err:
@@ -97,6 +99,16 @@ def user_class(spec: str):
     except AttributeError:
         raise RacerError(f"--algo {spec}: module {module_name} has no {class_name}") from None
     return checked_class(cls, f"--algo {spec}: ")
+
+
+def _importable_from_the_working_directory() -> None:
+    """Put the working directory on ``sys.path`` (last: it never shadows an installed module) as ``python -m`` does:
+    the ``racer`` script's own directory is on the path instead, so ``--algo mymodule:MyAgent`` did not import
+    from where the user stands without ``PYTHONPATH=.``."""
+    cwd = os.getcwd()
+    if not any(entry in ("", ".") or os.path.abspath(entry) == cwd for entry in sys.path):
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
 
 
 def checked_class(cls: type, where: str = "") -> type:

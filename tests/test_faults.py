@@ -517,6 +517,20 @@ def test_benchmark_results_are_keyed_by_everything_that_distinguishes_them(tmp_p
         result_path(tmp_path, Protocol("bc", ("expert", "random"), (0,), 5, "tiny"))  # (the same run: the same file)
 
 
+def test_a_user_class_imports_from_the_working_directory(tmp_path, monkeypatch):
+    """docs/benchmark.md says module:Class imports from the working directory; under the `racer` script it needed
+    PYTHONPATH=. (the script's directory, not the working directory, is on sys.path)."""
+    from racer_agents.benchmark import resolve_algo
+
+    (tmp_path / "issue29_agent.py").write_text("class Agent:\n    def fit(self, dataset):\n        pass\n\n"
+                                               "    def act(self, observation):\n        return 0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    name, cls = resolve_algo("issue29_agent:Agent")
+    assert name == "issue29_agent:Agent" and cls.__module__ == "issue29_agent"
+    assert sys.path[-1] == str(tmp_path)  # (last: an installed module is never shadowed)
+
+
 # -- --json is JSON ------------------------------------------------------------------------------------------
 def test_json_is_strict_and_says_why_a_value_is_null():
     import json
