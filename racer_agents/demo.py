@@ -30,6 +30,7 @@ from racer_env.workspace import (
 
 AGENTS = ("racer-cql", "bc")
 VIDEO_CLIPS = 2  # held-out clips the demo makes a video of (generated beside the real motion)
+VIDEO_FORMATS = ("npz", "bvh", "mp4")  # what the video stage writes of each clip (the report lists all three)
 CURVES = {  # stage directory -> the logged series plotted in the report
     "vqvae": ("losses/rec", "codebook/used_frac"),
     "reward": ("losses/info_nce", "train/batch_r_at_1"),
@@ -203,20 +204,21 @@ def _video(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tu
     clips = _held_out_clips(ws, config.split)
     out = ws.root / "demo" / "video"
     videos = [out / f"{wav.stem}.mp4" for _, wav in clips]
-    stage = _stage(ws, "video", {**_model_inputs(ws, config), "clips": [c for c, _ in clips]}, videos)
+    every_file = [out / f"{wav.stem}.{ext}" for _, wav in clips for ext in VIDEO_FORMATS]  # (checked as a set)
+    stage = _stage(ws, "video", {**_model_inputs(ws, config), "clips": [c for c, _ in clips]}, every_file)
     if stage.is_current():
         return True, ", ".join(map(str, videos))
     corpus = Corpus.load(ws)
     for clip_id, wav in clips:
         reference, stressed = corpus_reference(ws.root, corpus.clip(clip_id))
         generate(ws, wav, agent="racer-cql", out_dir=out, device=device, progress=progress, reference=reference,
-                 stressed=stressed)
+                 stressed=stressed, formats=VIDEO_FORMATS)
     stage.save_record()
     return False, ", ".join(map(str, videos))
 
 
 def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
-    from racer_agents.report import write_report
+    from racer_agents.report import report_outputs, write_report
     from racer_agents.train import find_dataset
 
     path = ws.root / "report.md"
@@ -224,7 +226,7 @@ def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
     videos = {wav.stem: sha256_file(ws.root / "demo" / "video" / f"{wav.stem}.mp4") for _, wav in clips}
     inputs = {**_model_inputs(ws, config), "evaluation": sha256_file(ws.root / "demo" / "evaluation.json"),
               "videos": videos}  # (the page holds copies of them)
-    stage = _stage(ws, "report", inputs, [path, ws.root / "report.html"])
+    stage = _stage(ws, "report", inputs, report_outputs(ws, CURVES, [wav.stem for _, wav in clips]))
     if stage.is_current():
         return True, f"{path}, {ws.root / 'report.html'}"
     with minari_root(ws) as root:

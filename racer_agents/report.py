@@ -66,10 +66,29 @@ def _reward_lines(reward: dict) -> list[str]:
             f"| AUC, true vs mismatched motion | {reward['auc_mismatched']:.3f} |"]
 
 
+def report_outputs(ws: Workspace, curves: dict[str, tuple[str, ...]], stems: list[str]) -> list[Path]:
+    """Every file :func:`write_report` writes: ``W/report.md``, ``W/report.html``, and in ``W/report/`` a plot per
+    curve and a copy of every video the page plays. The report is current only while all of them are there."""
+    plots_dir = ws.root / "report"
+    return [ws.root / "report.md", ws.root / "report.html",
+            *(plots_dir / f"{stage.replace('/', '-')}.png" for stage in curves),
+            *(plots_dir / f"{stem}.mp4" for stem in stems)]
+
+
+def _relative(ws: Workspace, path: Path | str) -> str:
+    """``path`` relative to the workspace when it lies inside it (the report then stays right when W is moved or
+    copied), else as it is."""
+    try:
+        return str(Path(path).relative_to(ws.root))
+    except ValueError:
+        return str(path)
+
+
 def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clips: list[tuple[str, str]],
                  video_dir: Path, dataset: str) -> Path:
-    """Write ``W/report.md``, ``W/report.html`` and their plots and videos in ``W/report/``; returns the markdown
-    report's path. ``clips`` holds (clip id, file stem) of the held-out clips whose videos are in ``video_dir``."""
+    """Write ``W/report.md``, ``W/report.html`` and their plots and videos in ``W/report/`` (the files of
+    :func:`report_outputs`); returns the markdown report's path. ``clips`` holds (clip id, file stem) of the
+    held-out clips whose videos are in ``video_dir``. Paths in the report are relative to ``W``, where it lives."""
     corpus = Corpus.load(ws)
     summary = corpus.summary()
     evaluation = json.loads((ws.root / "demo" / "evaluation.json").read_text())
@@ -78,11 +97,12 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
     plots = [plot_curves(ws.root / stage / "metrics.jsonl", keys, stage, plots_dir / f"{stage.replace('/', '-')}.png")
              for stage, keys in curves.items()]
     videos = [(clip_id, _copy(video_dir / f"{stem}.mp4", plots_dir / f"{stem}.mp4")) for clip_id, stem in clips]
+    rel = lambda path: _relative(ws, path)  # noqa: E731
     agents = evaluation["agents"]
     r, b = agents["systems"]["racer-cql"], agents["systems"]["bc"]
     head = [
         "# racer demo report", "",
-        (f"Built by `racer demo {ws.root}` (preset `{config.preset}`, seed {config.seed}) on the built-in synthetic "
+        (f"Built by `racer demo W` (preset `{config.preset}`, seed {config.seed}) on the built-in synthetic "
         f"corpus: {summary['minutes']:.1f} min, {_count(summary['clips'], 'clip')}, "
         f"{_count(len(summary['speakers']), 'speaker')}; {_count(summary['splits']['train']['clips'], 'clip')} to "
         f"train on, evaluated on the {config.split} split ({_count(agents['clips'], 'clip')})."), "",
@@ -107,16 +127,18 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
         "## Learning curves", "",
         *[f"![{p.stem}](report/{p.name})" for p in plots], "",
         "## Artefacts", "",
-        f"- corpus: `{ws.corpus}` (checksum {corpus.checksum[:16]})",
-        f"- VQ-VAE: `{ws.root / 'vqvae' / 'model.pt'}`",
-        f"- reward model: `{ws.root / 'reward' / 'model.pt'}`",
+        "Paths relative to the workspace directory `W` this report lies in.", "",
+        f"- corpus: `{rel(ws.corpus)}` (checksum {corpus.checksum[:16]})",
+        f"- VQ-VAE: `{rel(ws.root / 'vqvae' / 'model.pt')}`",
+        f"- reward model: `{rel(ws.root / 'reward' / 'model.pt')}`",
         f"- Minari dataset: {dataset} (`minari show <id>`)",
-        *[f"- agent {a}: `{ws.root / 'agents' / a / 'model.pt'}`" for a in ("racer-cql", "bc")],
-        f"- evaluation: `{ws.root / 'eval' / (config.split + '.json')}`, `{ws.root / 'eval' / (config.split + '.md')}`",
+        *[f"- agent {a}: `{rel(ws.root / 'agents' / a / 'model.pt')}`" for a in ("racer-cql", "bc")],
+        (f"- evaluation: `{rel(ws.root / 'eval' / (config.split + '.json'))}`, "
+         f"`{rel(ws.root / 'eval' / (config.split + '.md'))}`"),
         *[f"- held-out clip {clip_id} by racer-cql: " + ", ".join(
-            f"`{video_dir / (stem + '.' + ext)}`" for ext in ("mp4", "bvh", "npz")) for clip_id, stem in clips],
-        f"- plots and video copies: `{plots_dir}`", "",
-        "Generate gestures for your own recording: `racer generate " + str(ws.root) + " --audio speech.wav`.", "",
+            f"`{rel(video_dir / (stem + '.' + ext))}`" for ext in ("mp4", "bvh", "npz")) for clip_id, stem in clips],
+        f"- plots and video copies: `{rel(plots_dir)}`", "",
+        "Generate gestures for your own recording: `racer generate W --audio speech.wav`.", "",
     ]
     path = ws.root / "report.md"
     write_text_atomic(path, "\n".join(head + video_links + tail))
