@@ -21,6 +21,9 @@ number carries its metric parameters.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +47,10 @@ from racer_env.metrics.sync import SMOOTHING_S
 from racer_env.motion.upper_body import find_roles
 from racer_env.workspace import (
     Workspace,
+    pause_point,
     remove_stale_temporaries,
     stage_lock,
+    temporary_prefix,
     write_json_atomic,
     write_text_atomic,
 )
@@ -249,6 +254,7 @@ def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None
     ref = _reference(ws, corpus, clips, extractor)
     vqvae = load_env_data(str(ws.root), device).scorer.vqvae
     out, per_clip = {}, {}
+    pending_videos: dict[str, list[tuple[Clip, np.ndarray]]] = {}  # written together at the end
     for name, agent in systems.items():
         obs_cfg = agent.obs_cfg if agent is not None else ObservationConfig()  # (None: the corpus motion)
         env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
@@ -265,10 +271,12 @@ def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None
                 motion = positions(clip.skeleton, rotations)
             results.append(_clip_result(ref, i, motion, rotations, reward, corpus, extractor, sigma, tolerance))
             if agent is not None and i < videos:
-                clip_video(ws, corpus, clip, rotations, name)
+                pending_videos.setdefault(name, []).append((clip, rotations))
         point = _aggregate(results, ref, np.arange(len(results)), seed)
         out[name] = {**point, "ci95": _bootstrap(results, ref, point, seed, bootstrap)}
         per_clip[name] = {key: [r.values[key] for r in results] for key in PER_CLIP}
+    if pending_videos:
+        write_videos(ws, corpus, pending_videos)
     return {"split": split, "clips": len(clips), "clip_ids": [c.id for c in clips], "systems": out,
             "per_clip": per_clip, "reference_systems": list(REFERENCE_SYSTEMS),
             "params": {"fps": corpus.fps, "pmb_tolerance_s": tolerance, "beat_sigma_s": sigma,
@@ -289,9 +297,35 @@ def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None
                        "seed": seed}}
 
 
-def clip_video(ws: Workspace, corpus: Corpus, clip: Clip, rotations: np.ndarray, system: str) -> Path:
-    """``W/eval/videos/<system>/<clip>.mp4``: ``rotations`` generated for ``clip`` beside its real motion, with the
-    clip's speech and (built-in corpus) its annotated stressed syllables on the timeline."""
+def write_videos(ws: Workspace, corpus: Corpus, videos: dict[str, list[tuple[Clip, np.ndarray]]]) -> list[Path]:
+    """``W/eval/videos/<system>/<clip>.mp4`` of every system's clips (see :func:`clip_video`), written whole or not
+    at all: into a hidden staging directory beside ``W/eval/videos`` first, then each system's folder renamed into
+    place (replacing that system's earlier videos). An interrupted or failed run leaves no video and no empty
+    folder (the staging directory is removed, or by the next evaluation if the run was killed)."""
+    final = ws.root / "eval" / "videos"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(final), dir=final.parent))
+    try:
+        written = [clip_video(ws, corpus, clip, rotations, system, staging / system)
+                   for system, clips in videos.items() for clip, rotations in clips]
+        pause_point("evaluate-videos-publish")
+        final.mkdir(exist_ok=True)
+        for system in videos:
+            old = final / f".{system}.old-{os.getpid()}"
+            if (final / system).exists():
+                os.replace(final / system, old)
+            os.replace(staging / system, final / system)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [final / p.parent.name / p.name for p in written]
+
+
+def clip_video(ws: Workspace, corpus: Corpus, clip: Clip, rotations: np.ndarray, system: str,
+               directory: Path | None = None) -> Path:
+    """``<directory>/<clip>.mp4`` (default ``W/eval/videos/<system>/``): ``rotations`` generated for ``clip`` beside
+    its real motion, with the clip's speech and (built-in corpus) its annotated stressed syllables on the
+    timeline."""
     from racer_env.audio.features import load_audio
     from racer_env.export import write_video
     from racer_env.video import corpus_reference
@@ -299,7 +333,7 @@ def clip_video(ws: Workspace, corpus: Corpus, clip: Clip, rotations: np.ndarray,
     rate = int(corpus.manifest["audio_features"]["sample_rate"])
     audio = load_audio(corpus.record(clip.id)["source"]["wav"], rate)
     reference, stressed = corpus_reference(ws.root, clip)
-    path = ws.root / "eval" / "videos" / system / f"{clip.id.replace('/', '-')}.mp4"
+    path = (directory or ws.root / "eval" / "videos" / system) / f"{clip.id.replace('/', '-')}.mp4"
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_video(path, rotations, corpus.skeleton, corpus.fps, audio, rate, label=f"generated: {system}",
                        reference=reference, stressed=stressed, progress=False)

@@ -579,6 +579,66 @@ def test_d3rlpy_logs_stay_off_stdout(agent_workspace, tmp_path, capsys):
     assert out.startswith("agent d3rlpy-DiscreteBC: trained in") and "Parameters" not in out, out
 
 
+def test_raw_fgd_needs_no_general_matrix_square_root(monkeypatch):
+    """Issue 29: `evaluate --videos` on a one-clip tiny workspace had not finished after 3 minutes, most of it in the
+    bootstrap's raw-space FGD (scipy's sqrtm of a 360 x 360 matrix per resample). tr sqrt(s1 s2) now comes from two
+    symmetric eigendecompositions: the same value, without sqrtm."""
+    from scipy import linalg
+
+    from racer_env.metrics import fgd as fgd_mod
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((12, 40, 16, 3)) * 100  # 12 raw windows of 16 joints: 360 dimensions
+    generated = rng.standard_normal((12, 40, 16, 3)) * 120 + 10
+    f = lambda w: (w[:, ::4, 1:] / fgd_mod.SCALE_MM).reshape(len(w), -1)  # noqa: E731 (as raw_fgd flattens)
+    a, b = f(real), f(generated)
+    eye = np.eye(a.shape[1]) * fgd_mod.COV_EPS
+    s1, s2 = np.cov(a, rowvar=False) + eye, np.cov(b, rowvar=False) + eye
+    expected = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                     - 2 * np.trace(linalg.sqrtm(s1 @ s2).real))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scipy.linalg.sqrtm called")
+
+    monkeypatch.setattr(linalg, "sqrtm", refuse)
+    assert fgd_mod.raw_fgd(real, generated) == pytest.approx(expected, rel=1e-6)
+
+
+def test_interrupted_evaluation_videos_leave_nothing(tmp_path, monkeypatch):
+    """Issue 29: an interrupted `racer evaluate W --videos 2` kept eval/videos/<system>/*.mp4 and an empty folder while
+    saying "nothing partial was kept". The videos are staged in a hidden directory and published together."""
+    from racer_agents import evaluate as ev
+    from racer_env.workspace import Workspace
+
+    ws = Workspace(tmp_path / "W")
+    calls = []
+
+    def fake_video(ws_, corpus, clip, rotations, system, directory=None):
+        calls.append(system)
+        if len(calls) == interrupt_at:  # Ctrl-C while the third video is written
+            raise KeyboardInterrupt
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{clip}.mp4").write_bytes(b"mp4")
+        return directory / f"{clip}.mp4"
+
+    monkeypatch.setattr(ev, "clip_video", fake_video)
+    videos = {"random": [("c1", None), ("c2", None)], "bc": [("c1", None), ("c2", None)]}
+    interrupt_at = 3
+    with pytest.raises(KeyboardInterrupt):
+        ev.write_videos(ws, None, videos)
+    assert sorted(p.name for p in (tmp_path / "W").rglob("*")) == ["eval"]  # no video, no folder, no temporary
+    (tmp_path / "W" / "eval" / "videos" / "random").mkdir(parents=True)
+    (tmp_path / "W" / "eval" / "videos" / "random" / "old.mp4").write_bytes(b"old")
+    (tmp_path / "W" / "eval" / "videos" / "dqn").mkdir()
+    interrupt_at = 0
+    paths = ev.write_videos(ws, None, {"random": videos["random"]})
+    assert [p.relative_to(tmp_path / "W") for p in paths] == [Path("eval/videos/random/c1.mp4"),
+                                                               Path("eval/videos/random/c2.mp4")]
+    assert sorted(p.name for p in (tmp_path / "W" / "eval" / "videos").iterdir()) == ["dqn", "random"]
+    assert sorted(p.name for p in (tmp_path / "W" / "eval" / "videos" / "random").iterdir()) == ["c1.mp4", "c2.mp4"]
+    assert temporaries(tmp_path / "W" / "eval") == []
+
+
 # -- messages --------------------------------------------------------------------------------------------------
 def test_messages_name_the_option_and_what_was_expected(agent_workspace, trained_workspace, tmp_path, capsys):
     assert main(["train", "agent", str(agent_workspace), "--algo", "nonsense", "--quiet"]) == 2

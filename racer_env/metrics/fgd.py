@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
 from torch import nn
 
 from racer_env.errors import RacerError
@@ -47,9 +46,17 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     eye = np.eye(a.shape[1]) * COV_EPS
     s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)) + eye, np.atleast_2d(np.cov(b, rowvar=False)) + eye
-    covmean = linalg.sqrtm(s1 @ s2)
-    covmean = covmean.real
-    return float(max(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
+    return float(max(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt_product(s1, s2), 0.0))
+
+
+def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """tr sqrt(s1 s2) of two covariance matrices, as tr sqrt(r s2 r) with r = sqrt(s1): the eigenvalues of a symmetric
+    matrix (two ``eigh``) instead of the general matrix square root of ``scipy.linalg.sqrtm`` (a Schur decomposition
+    and its complex arithmetic), the same value to ~1e-8 relative and many times cheaper on the 360 dimensions of
+    raw-space FGD, which evaluation's bootstrap computes per resample."""
+    w, v = np.linalg.eigh(s1)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(root @ s2 @ root), 0, None)).sum())
 
 
 def raw_fgd(real: np.ndarray, generated: np.ndarray) -> float:
