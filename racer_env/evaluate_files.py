@@ -35,7 +35,7 @@ from racer_env.metrics.motion import (
 from racer_env.metrics.speech import speech_metrics
 from racer_env.metrics.sync import SMOOTHING_S
 from racer_env.motion.skeleton import Skeleton
-from racer_env.motion.upper_body import find_roles
+from racer_env.motion.upper_body import find_roles, same_joints
 
 MOTION_METRICS = ("sync", "pmb_pct", "beat_align", "jerk_mm_s3", "l1_div_mm")
 REFERENCE_METRICS = ("maje_mm", "mad_mm_s2", "fgd")
@@ -84,10 +84,10 @@ def motion_metrics(take: Take, sigma: float = 0.3, tolerance: float = 0.2, seed:
 
 def reference_metrics(take: Take, reference: Take) -> dict:
     """MAJE, MAD and (where the joints fit the shipped extractor) FGD of a take against a reference take."""
-    if not take.skeleton.same_layout(reference.skeleton):
+    if not same_joints(take.skeleton, reference.skeleton):
         raise RacerError(f"{take.motion_path} and {reference.motion_path} map to different upper-body joints "
                          f"({list(take.skeleton.names)} vs {list(reference.skeleton.names)}); MAJE, MAD and FGD "
-                         f"need one skeleton layout")
+                         f"need one skeleton layout (names compared without a namespace prefix such as mixamorig:)")
     n = min(len(take.positions), len(reference.positions))
     pred, truth = take.positions[:n], reference.positions[:n]
     out = {"maje_mm": maje(pred, truth), "mad_mm_s2": mad(pred, truth, take.fps), "fgd": None,

@@ -275,6 +275,22 @@ def test_a_hostile_bvh_header_is_refused_before_any_allocation(agent_workspace, 
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluate_files_accepts_a_reference_with_a_mixamorig_prefix(tmp_path, capsys):
+    """Issue 29: `evaluate files --reference` refused a take whose joints differ from the motion's only by a
+    `mixamorig:` prefix, which `generate --reference` accepts (both now compare names as the upper body maps them)."""
+    import json
+    import re
+
+    motion = ROOT / "tests" / "data" / "cmu_12_01_walk.bvh"
+    prefixed = tmp_path / "prefixed.bvh"
+    prefixed.write_text(re.sub(r"^(\s*)(ROOT|JOINT) (\S+)", r"\1\2 mixamorig:\3", motion.read_text(), flags=re.M))
+    wav = make_wav(tmp_path / "a.wav", 4.4)
+    assert main(["evaluate", "files", "--audio", str(wav), "--motion", str(motion), "--reference", str(prefixed),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["metrics"]["maje_mm"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_destinations_that_cannot_be_written(agent_workspace, tmp_path, capsys, monkeypatch):
     afile = tmp_path / "afile"
     afile.write_text("x")

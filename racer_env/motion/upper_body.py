@@ -55,6 +55,12 @@ def canonical_name(name: str) -> str:
     return _PREFIX.sub("", name).lower()
 
 
+def same_joints(a: Skeleton, b: Skeleton) -> bool:
+    """True when two skeletons have the same joints and parents, comparing names as :func:`canonical_name` does (a
+    take exported with a ``mixamorig:`` prefix is the same layout as one without)."""
+    return a.parents == b.parents and [canonical_name(n) for n in a.names] == [canonical_name(n) for n in b.names]
+
+
 def find_roles(skeleton: Skeleton, source: str = "skeleton") -> dict[str, int]:
     """Map every role to a joint index; raise :class:`UnmappableSkeletonError` listing what is missing."""
     canon = [canonical_name(n) for n in skeleton.names]
