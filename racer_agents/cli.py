@@ -650,10 +650,11 @@ def interrupted_message(argv: list[str], err: KeyboardInterrupt) -> str:
     continues from, or that it stopped before its first one; every other stage writes its output whole or not at
     all, so running it again starts it afresh (finished stages are skipped)."""
     command = shlex.join(["racer", *argv])
-    if isinstance(err, Interrupted) and err.checkpoint is not None:
+    trainer = isinstance(err, Interrupted) and argv[:1] == ["train"]  # (a trainer inside another stage: that stage
+    if trainer and err.checkpoint is not None:                        # starts it afresh, it has no --resume)
         resume = command if "--resume" in argv else f"{command} --resume"
         return f"interrupted; `{resume}` continues from the last checkpoint"
-    if isinstance(err, Interrupted):
+    if trainer:
         return f"interrupted before the first checkpoint; nothing of this run was kept: run `{command}` again"
     return f"interrupted; nothing partial was kept: `{command}` starts it again (finished stages are skipped)"
 

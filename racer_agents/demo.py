@@ -162,7 +162,8 @@ def _evaluate(ws: Workspace, config: DemoConfig, device: str, progress: bool) ->
     from racer_env.vqvae.evaluate import evaluate_codebook
 
     out = ws.root / "demo" / "evaluation.json"
-    stage = _stage(ws, "evaluation", _model_inputs(ws, config), [out])
+    tables = [ws.root / "eval" / f"{config.split}.{ext}" for ext in ("json", "md")]  # (the report links them)
+    stage = _stage(ws, "evaluation", _model_inputs(ws, config), [out, *tables])
     if stage.is_current():
         return True, str(out)
     result = evaluate(ws, list(AGENTS), split=config.split, seed=config.seed, device=device, progress=progress)

@@ -64,6 +64,10 @@ def test_a_stage_whose_outputs_are_gone_runs_again(demo_run, tmp_path):
     results = run_demo(ws, demo_config("tiny"), progress=False, log=lambda _: None)
     ran = [r.name for r in results if not r.skipped]  # (the report too, unless the new mp4s have the same bytes)
     assert ran[0] == "videos of held-out clips" and bvh.is_file()
+    shutil.rmtree(ws / "eval")  # (the report links W/eval/test.json and .md)
+    results = run_demo(ws, demo_config("tiny"), progress=False, log=lambda _: None)
+    assert [r.name for r in results if not r.skipped][0] == "evaluation on the test split"
+    assert (ws / "eval" / "test.json").is_file() and (ws / "eval" / "test.md").is_file()
 
 
 def test_changed_input_reruns_the_stages_after_it(demo_run, tmp_path):

@@ -213,6 +213,25 @@ def test_a_link_back_into_the_import_source_is_refused(tmp_path, capsys):
     assert not (tmp_path / "W").exists()
 
 
+def test_a_corpus_with_a_file_gone_is_imported_again(tmp_path, capsys):
+    """Sweep of issue 29 (stages whose outputs are checked as a set): `corpus import` said "up to date" while a clip
+    file listed in the manifest was gone."""
+    src = tmp_path / "src"
+    src.mkdir()
+    make_wav(src / "a.wav", 4.4, subtype="PCM_16")
+    (src / "a.bvh").write_text((ROOT / "tests" / "data" / "cmu_12_01_walk.bvh").read_text())
+    argv = ["corpus", "import", str(src), str(tmp_path / "W"), "--quiet", "--workers", "1"]
+    assert main(argv) == 0
+    clip = next((tmp_path / "W" / "corpus").rglob("*.npz"))
+    clip = clip if clip.name != "stats.npz" else next(p for p in (tmp_path / "W" / "corpus").rglob("*.npz")
+                                                      if p.name != "stats.npz")
+    data = clip.read_bytes()
+    capsys.readouterr()
+    clip.unlink()
+    assert main(argv) == 0
+    assert "up to date" not in capsys.readouterr().out and clip.read_bytes() == data
+
+
 # -- bad audio, motion and destinations: one line, exit 2, nothing written -----------------------------------
 @pytest.mark.parametrize("value", [np.nan, np.inf, 1e6])
 def test_non_finite_or_absurd_wavs_are_refused_by_import_and_generate(agent_workspace, tmp_path, capsys, value):

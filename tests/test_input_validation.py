@@ -185,6 +185,17 @@ def test_bvh_header_values_are_bounded_before_anything_is_allocated(small_bvh, h
     assert str(path) in one_line(err)
 
 
+def test_bvh_that_is_not_a_regular_file_or_is_huge_is_refused_before_reading(small_bvh, monkeypatch):
+    import racer_env.motion.bvh as bvh_mod
+
+    path, _ = small_bvh
+    with pytest.raises(BvhError, match=r"^/dev/zero: is not a regular file, expected a BVH file$"):
+        read_bvh("/dev/zero")  # (read whole, it never ends)
+    monkeypatch.setattr(bvh_mod, "MAX_FILE_BYTES", 100)
+    with pytest.raises(BvhError, match=rf"^{re.escape(str(path))}: \d+ bytes; expected a BVH file of at most 100 bytes"):
+        read_bvh(path)
+
+
 def test_bvh_channel_count_is_bounded(small_bvh):
     path, lines = small_bvh
     text = "\n".join(lines).replace("CHANNELS 3 Zrotation Xrotation Yrotation",

@@ -209,6 +209,13 @@ def import_corpus(
         return _import_locked(src, ws, pairs, config, force, workers, progress, source_info)
 
 
+def _complete(corpus: Corpus) -> bool:
+    """Whether every file the manifest lists is there (the stage's outputs, checked as a set: a corpus of the same
+    sources with a clip file gone is imported again, not reported up to date)."""
+    files = [corpus.record(c)["file"] for c in corpus.clip_ids()] + ["stats.npz"]
+    return all((corpus.directory / f).is_file() for f in files)
+
+
 def _import_locked(src: Path, ws: Workspace, pairs: list[SourcePair], config: ImportConfig, force: bool,
                    workers: int | None, progress: bool, source_info: dict | None) -> ImportResult:
     sources = [[p.clip_id, sha256_file(p.wav), sha256_file(p.bvh)] for p in pairs]
@@ -222,9 +229,9 @@ def _import_locked(src: Path, ws: Workspace, pairs: list[SourcePair], config: Im
             if not force:
                 raise CorpusError(f"{err}; pass --force to replace it") from None
             existing = None  # unreadable: replaced below
-        if existing is not None and stage.is_current():
+        if existing is not None and stage.is_current() and _complete(existing):
             return ImportResult(existing, True, existing.manifest.get("reports", {}))
-        if existing is not None and not force:
+        if existing is not None and not force and not stage.is_current():
             raise CorpusError(f"{ws.corpus}: a corpus built from other sources or settings is already there; "
                               f"pass --force to replace it")
 

@@ -44,6 +44,7 @@ MIN_FPS, MAX_FPS = 1.0, 1000.0
 MAX_SECONDS = 3600.0
 MAX_JOINT_CHANNELS = 6
 MAX_MOTION_VALUES = 50_000_000  # frames x channels: 400 MB of float64 values
+MAX_FILE_BYTES = 1 << 29  # 512 MiB of text: MAX_MOTION_VALUES at ~10 characters a value
 
 
 @dataclass(eq=False)
@@ -252,6 +253,19 @@ def _parse_hierarchy(lines: list[str], source: str, unit_mm: float) -> tuple[Ske
     raise BvhError(f"{source}: no MOTION section (truncated or not a BVH file)")
 
 
+def _check_bvh_file(path: Path) -> None:
+    """A regular file of at most :data:`MAX_FILE_BYTES` (``/dev/zero`` or a FIFO would be read forever, a huge file
+    whole into memory); else a one-line BvhError."""
+    if path.is_dir():
+        raise BvhError(f"{path}: is a directory, expected a BVH file")
+    if path.exists() and not path.is_file():
+        raise BvhError(f"{path}: is not a regular file, expected a BVH file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise BvhError(f"{path}: {size} bytes; expected a BVH file of at most {MAX_FILE_BYTES} bytes (split longer "
+                       f"takes)")
+
+
 def _header_value(line: str, label: str, source: str) -> str:
     if ":" not in line or line.split(":", 1)[0].strip().lower() != label.lower():
         raise BvhError(f"{source}: expected '{label}: ...' after MOTION, found {line.strip()[:40]!r}")
@@ -266,6 +280,7 @@ def read_bvh(path: str | os.PathLike, unit_mm: float = 10.0) -> Bvh:
     """
     path = Path(path)
     try:
+        _check_bvh_file(path)
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as err:
         raise BvhError(f"{path}: cannot read ({err.strerror})") from None
