@@ -60,8 +60,8 @@ def load_take(audio: str | os.PathLike, motion: str | os.PathLike, unit_mm: floa
     """Read a speech file and a BVH as ``racer corpus import`` reads a pair; errors name the file."""
     config = config or ImportConfig(unit_mm=unit_mm)
     audio, motion = Path(audio), Path(motion)
-    if not motion.is_file():
-        raise RacerError(f"{motion}: no such motion file")
+    if not motion.exists():
+        raise RacerError(f"{motion}: no such motion file")  # (a directory or device: read_bvh says which)
     try:
         pair = import_pair(SourcePair("files", motion.stem, audio, motion), config)
     except AudioError as err:  # names the audio file only; the motion file is half of the problem
