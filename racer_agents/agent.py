@@ -198,9 +198,8 @@ def load_agent(workspace: str | Workspace, name: str | None = None, device: str 
         return GPTAgent(model.to(device), ObservationConfig(**meta["observation"]), name)
     meta = json.loads((directory / "meta.json").read_text())
     _check_workspace(meta, ws, directory / "meta.json")
-    import d3rlpy
-
-    import racer_agents.d3rlpy_bridge  # noqa: F401  (registers the encoder factories)
+    import racer_agents.d3rlpy_bridge  # noqa: F401  (first: it imports d3rlpy, and registers the encoder factories)
+    import d3rlpy  # noqa: I001
 
     algo = d3rlpy.load_learnable(str(directory / "model.d3"), device=None if device == "cpu" else device)
     return D3rlpyAgent(algo, name, target_return=meta.get("target_return"),

@@ -13,20 +13,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import sys
 from collections.abc import Sequence
 
-import d3rlpy
 import numpy as np
 import structlog
 import torch
-from d3rlpy.models.encoders import EncoderFactory, register_encoder_factory
 from torch import nn
 
 from racer_agents.algorithms import D3RLPY_ALGORITHMS as DISCRETE_ALGORITHMS
 from racer_agents.algorithms import check_d3rlpy_algorithm as check_algorithm
 from racer_env.envs.wrappers import OBSERVATION_KEYS
+
+# gym, which d3rlpy imports, prints a four-line notice that it is unmaintained on stderr: a library's note, not
+# racer's output (a refusal after it would not be one line). Import racer's d3rlpy through this module.
+with contextlib.redirect_stderr(io.StringIO()):
+    import d3rlpy
+    from d3rlpy.models.encoders import EncoderFactory, register_encoder_factory
 
 # d3rlpy logs through structlog, which prints to stdout: its lines ("Parameters", "Model parameters are saved ...")
 # would come before a command's own output, and before the JSON of --json. They are diagnostics: stderr.

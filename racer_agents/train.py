@@ -423,9 +423,8 @@ def _train_d3rlpy(directory: Path, dataset, config: AgentTrainConfig, gpt_cfg: G
 
 def _fit_d3rlpy(stage: RecordedStage, dataset, config: AgentTrainConfig, gpt_cfg: GPTConfig, obs_cfg, extra: dict,
                 device: str, progress: bool, max_timestep: int) -> dict:
-    from d3rlpy.logging import NoopAdapterFactory
-
-    from racer_agents.d3rlpy_bridge import GPTEncoderFactory, algo_config, minari_to_mdp_dataset
+    from racer_agents.d3rlpy_bridge import GPTEncoderFactory, algo_config, minari_to_mdp_dataset  # (first: d3rlpy)
+    from d3rlpy.logging import NoopAdapterFactory  # noqa: I001
 
     directory = stage.directory
     name = config.algo.split(":", 1)[1]

@@ -606,6 +606,13 @@ def test_nothing_but_the_json_on_stdout(tmp_path):
     assert "python noise" in run.stderr and "C noise" in run.stderr
 
 
+def test_loading_d3rlpy_prints_nothing():
+    """Sweep: gym, which d3rlpy imports, printed a four-line notice on stderr, so no refusal after it was one line."""
+    run = subprocess.run([sys.executable, "-c", "import racer_agents.d3rlpy_bridge"], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert run.returncode == 0 and run.stdout == "" and run.stderr == "", run.stderr
+
+
 def test_d3rlpy_logs_stay_off_stdout(agent_workspace, tmp_path, capsys):
     ws = copy_workspace(agent_workspace, tmp_path / "W")
     assert main(["train", "agent", str(ws), "--algo", "d3rlpy:DiscreteBC", "--preset", "tiny", "--steps", "2",
