@@ -178,6 +178,8 @@ class StageRun(Stage):
             )
         step = int(meta["step"])
         if self.main:
+            if not self.running_log_path.exists() and self.metrics_path.is_file() and not self.model_path.exists():
+                os.replace(self.metrics_path, self.running_log_path)  # (a run interrupted before the running log)
             self._truncate_metrics(step)
         return step, state
 

@@ -131,6 +131,19 @@ def test_resume_survives_a_torn_log_line_and_drops_lines_past_the_checkpoint(tin
     assert (a / "vqvae" / "metrics.jsonl").read_text() == (b / "vqvae" / "metrics.jsonl").read_text()
 
 
+def test_a_run_interrupted_before_the_running_log_resumes_its_log(tiny_workspace, tmp_path):
+    """Runs interrupted before issue 29 logged to metrics.jsonl itself; --resume carries that log on."""
+    import os
+
+    a = copy_workspace(tiny_workspace, tmp_path / "A")
+    b = copy_workspace(tiny_workspace, tmp_path / "B")
+    train_vqvae(a, TINY, progress=False)
+    train_vqvae(b, TINY, progress=False, stop_after=5)
+    os.replace(b / "vqvae" / "metrics.running.jsonl", b / "vqvae" / "metrics.jsonl")  # (the old layout)
+    train_vqvae(b, TINY, progress=False, resume=True)
+    assert (a / "vqvae" / "metrics.jsonl").read_text() == (b / "vqvae" / "metrics.jsonl").read_text()
+
+
 def test_models_of_an_older_corpus_are_refused_as_stale(trained_workspace, tmp_path):
     from racer_env.corpus.build import synth_corpus
     from racer_env.corpus.importer import ImportConfig
