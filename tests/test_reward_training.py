@@ -31,12 +31,15 @@ from racer_env.reward.train import (
 )
 from racer_env.reward.windows import (
     WindowSet,
+    build_windows,
     decode_windows,
     frame_shifted_audio,
+    lookup_codes,
+    lookup_windows,
     real_windows,
     reordered_windows,
 )
-from racer_env.vqvae.tokenize import load_vqvae
+from racer_env.vqvae.tokenize import encode_clip, load_vqvae
 from tests.conftest import TRINITY_UPPER, copy_workspace
 
 
@@ -130,6 +133,23 @@ def test_reordered_windows_are_the_same_codes_in_another_order(trained_workspace
     assert motion.shape == windows.motion.shape and not torch.allclose(motion[0], windows.motion[0])
 
 
+def test_lookup_codes_come_from_the_nearest_speech_of_other_clips(trained_workspace):
+    corpus = Corpus.load(trained_workspace)
+    vqvae = load_vqvae(trained_workspace, corpus, "cpu")[0]
+    ids = corpus.clip_ids("train")[:3]
+    own = [encode_clip(vqvae, corpus.clip(c), corpus.stats) for c in ids]
+    picked = lookup_codes(corpus, vqvae, ids)
+    assert [len(p) for p in picked] == [len(o) for o in own] and all(p[0] == o[0] for p, o in zip(picked, own))
+    others = set(np.concatenate(own[1:]).tolist())
+    assert set(picked[0][1:].tolist()) <= others  # every code from the other clips' steps
+    # the same speech twice: the copy's steps are the nearest, so the lookup plays the human codes back
+    twice = lookup_codes(corpus, vqvae, [ids[0], ids[0]])
+    np.testing.assert_array_equal(twice[0], own[0])
+    windows = build_windows(corpus, vqvae, [ids[0], ids[0]], 4, stride=4)
+    motion, valid = lookup_windows(corpus, vqvae, [ids[0], ids[0]], windows)
+    assert motion.shape == windows.motion.shape and not valid.any()  # the human codes: no negative
+
+
 def test_real_windows_are_the_corpus_motion_of_each_window(trained_workspace):
     corpus = Corpus.load(trained_workspace)
     ids = corpus.clip_ids("train")[:2]
@@ -147,11 +167,17 @@ def test_training_with_every_option(trained_workspace, tmp_path):
     meta = load_checkpoint(ws / "reward" / "model.pt", "reward")[0]
     assert meta["train"]["part_negatives"] == "both" and meta["train"]["shift_sigma"] == 1.0
     cfg = reward_train_config_for("tiny", steps=4, frame_shifts=(-3, 3), frame_sigma=1.5, real_motion=0.5,
-                                  order_negatives=True)
+                                  code_negatives="order", code_pair_weight=1.0)
     train_reward(ws, cfg, progress=False, force=True)
     meta = load_checkpoint(ws / "reward" / "model.pt", "reward")[0]
     assert list(meta["train"]["frame_shifts"]) == [-3, 3] and meta["train"]["real_motion"] == 0.5
-    assert meta["train"]["order_negatives"] is True
+    assert meta["train"]["code_negatives"] == "order"
+    train_reward(ws, reward_train_config_for("tiny", steps=4, code_negatives="lookup"), progress=False, force=True)
+    assert load_checkpoint(ws / "reward" / "model.pt", "reward")[0]["train"]["code_negatives"] == "lookup"
+    with pytest.raises(ValueError, match="code_negatives"):
+        reward_train_config_for("tiny", code_negatives="mirror")
+    with pytest.raises(ValueError, match="code_pair_weight needs"):
+        reward_train_config_for("tiny", code_pair_weight=1.0)
     with pytest.raises(ValueError, match="frame_shifts"):
         reward_train_config_for("tiny", frame_shifts=(0, 2))
     with pytest.raises(ValueError, match="real_motion"):

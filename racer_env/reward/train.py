@@ -48,6 +48,7 @@ from racer_env.reward.windows import (
     clip_audio,
     frame_shifted_audio,
     real_windows,
+    lookup_windows,
     reordered_windows,
 )
 from racer_env.training import StageRun, config_for, option, step_rng, weight_settings
@@ -75,6 +76,7 @@ PART_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "head": {n: (n.lower(),) for n in PARTS["head"]},
 }
 PART_NEGATIVES = ("none", "swap", "freeze", "both", "rest")
+CODE_NEGATIVES = ("none", "order", "lookup")  # motion-only negatives from other codes on the same speech (issue 24)
 
 
 def part_channels(joint_names: list[str] | tuple[str, ...], part: str) -> np.ndarray:
@@ -135,12 +137,15 @@ class RewardTrainConfig:
     # is exp(-k^2 / 2 frame_sigma^2) (0: hard negatives). Empty: none.
     frame_shifts: tuple[int, ...] = ()
     frame_sigma: float = 2.0
-    # issue 24: for every window, a motion-only negative decoded from the same codes in another order: the same
-    # gestures at the wrong moments of the same speech, which in-batch negatives (other speech) never show
-    order_negatives: bool = option(False, "motion-only negatives: each window's own codes in another order")
-    # order_negatives only: weight of a paired loss per window, as rest_pair_weight's, pushing each window's
-    # reordered version below it (one negative among hundreds hardly moves InfoNCE)
-    order_pair_weight: float = option(0.0, "weight of the paired loss of the reordered windows", low=0)
+    # issue 24: for every window, a motion-only negative decoded from other codes on the same speech: "order" the
+    # window's own codes in another order (the same gestures at the wrong moments), "lookup" the codes a
+    # leave-one-clip-out nearest-neighbour lookup picks on its speech (plausible gestures without the speaker's
+    # rules: the errors learned systems make). In-batch negatives (other speech) show neither.
+    code_negatives: str = option("none", "motion-only negatives decoded from other codes on each window's speech",
+                                 choices=CODE_NEGATIVES)
+    # code_negatives only: weight of a paired loss per window, as rest_pair_weight's, pushing each window's code
+    # negative below it (one negative among hundreds hardly moves InfoNCE)
+    code_pair_weight: float = option(0.0, "weight of the paired loss of the code negatives", low=0)
     # issue 24: the fraction of positive windows whose motion is the real (normalised) corpus motion instead of
     # its decoded codes, so the reward has seen real motion and scores it like its reconstruction
     real_motion: float = option(0.0, "fraction of positive windows with the real motion instead of its decoded codes", low=0)
@@ -152,8 +157,10 @@ class RewardTrainConfig:
                              f"[0, 1]; got {self.frame_shifts}, {self.frame_sigma}, {self.real_motion}")
         if not 0.0 <= self.still_head_arms <= 1.0:
             raise RacerError(f"still_head_arms must be a fraction in [0, 1], got {self.still_head_arms}")
-        if self.order_pair_weight and not self.order_negatives:
-            raise RacerError(f"order_pair_weight needs order_negatives, got order_pair_weight={self.order_pair_weight}")
+        if self.code_negatives not in CODE_NEGATIVES:
+            raise RacerError(f"code_negatives must be one of {CODE_NEGATIVES}, got {self.code_negatives!r}")
+        if self.code_pair_weight and self.code_negatives == "none":
+            raise RacerError(f"code_pair_weight needs code_negatives, got code_pair_weight={self.code_pair_weight}")
         if self.rest_pair_weight and self.part_negatives != "rest":
             raise RacerError(f"rest_pair_weight needs part_negatives='rest', got {self.part_negatives!r}")
         if self.part_negatives not in PART_NEGATIVES:
@@ -295,10 +302,21 @@ def negative_part_mask(channels: dict[str, np.ndarray], kind: str, model_parts: 
     return torch.as_tensor(rows).repeat_interleave(per_group, dim=0)
 
 
+def code_negatives_of(config: RewardTrainConfig, corpus: Corpus, vqvae, windows: WindowSet
+                      ) -> tuple[torch.Tensor, np.ndarray] | None:
+    """The code negatives ``config.code_negatives`` asks for: (N, 8W, C) motion per window and (N,) bool, which
+    windows have one (a window whose codes cannot differ gets a random window instead); None for "none"."""
+    if config.code_negatives == "order":
+        return reordered_windows(vqvae, windows, np.random.default_rng(config.seed))
+    if config.code_negatives == "lookup":
+        return lookup_windows(corpus, vqvae, corpus.clip_ids("train"), windows)
+    return None
+
+
 def rest_pair_loss(model: RewardModel, paired: torch.Tensor, at_rest: torch.Tensor,
                    audio: torch.Tensor) -> torch.Tensor:
     """Mean softplus((s_rest - s_true) / T) of the first part (the arms, or the whole body): (B, P, E) true
-    motion, (B, P, E) the same windows changed (the arms at rest; also used for the windows' codes reordered),
+    motion, (B, P, E) the same windows changed (the arms at rest; also used for the code negatives),
     (B, P, E) audio embeddings -> scalar."""
     scale = model.log_inv_temperature.clamp(max=math.log(100.0)).exp()
     s_true, s_rest = (paired[:, 0] * audio[:, 0]).sum(-1), (at_rest[:, 0] * audio[:, 0]).sum(-1)  # (B,)
@@ -346,9 +364,7 @@ def train_reward(
                 raise RacerError("still_head_arms needs a per-part reward (preset with parts='arms_rest')")
             still_head = windows_with_part_at_rest(corpus, vqvae, "head", config.window_codes)  # (N, 8W, C)
         real = real_windows(corpus, corpus.clip_ids("train"), windows) if config.real_motion > 0 else None
-        reordered = None
-        if config.order_negatives:  # (N, 8W, C) each window's codes in another order, and which ones differ
-            reordered, reorder_valid = reordered_windows(vqvae, windows, np.random.default_rng(config.seed))
+        code_negs = code_negatives_of(config, corpus, vqvae, windows)  # None or ((N, 8W, C), (N,) which differ)
         audio_clips = clip_audio(corpus, corpus.clip_ids("train")) if config.frame_shifts else None
         arm_ch = torch.as_tensor(arch.arm_channels, dtype=torch.long)
         extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus),
@@ -379,11 +395,11 @@ def train_reward(
                                     part_negatives(motion, windows.motion[torch.as_tensor(donors)], channels,
                                                    config.part_negatives)])
             n_part = len(motion) - len(mine)  # motion-only negatives with a part changed
-            if reordered is not None:  # the window's own codes in another order (a random window where none)
+            if code_negs is not None:  # the window's speech with other codes (a random window where none)
                 others = step_rng(config.seed, step, stream=5).integers(0, len(windows), config.batch_size)[mine]
                 own = idx[mine]
-                motion = torch.cat([motion, torch.where(torch.as_tensor(reorder_valid[own])[:, None, None],
-                                                        reordered[torch.as_tensor(own)],
+                motion = torch.cat([motion, torch.where(torch.as_tensor(code_negs[1][own])[:, None, None],
+                                                        code_negs[0][torch.as_tensor(own)],
                                                         windows.motion[torch.as_tensor(others)])])
             audio = windows.audio[torch.as_tensor(idx[mine])]  # (b, 8W, F)
             b = len(mine)
@@ -400,17 +416,17 @@ def train_reward(
             paired, negatives = gather_rows_with_grad(motion_emb[:b]), gather_rows_with_grad(motion_emb[b:b + n_part])
             mask = (negative_part_mask(channels, config.part_negatives, arch.part_channels(), b)
                     .repeat(ctx.world_size, 1).to(dev) if channels else None)  # every rank's negatives, rank-major
-            order_negatives = gather_rows_with_grad(motion_emb[b + n_part:])  # (B or 0, P, E): for every part
-            if mask is not None and len(order_negatives):
-                mask = torch.cat([mask, torch.ones(len(order_negatives), mask.shape[1], dtype=torch.bool, device=dev)])
+            code_negatives = gather_rows_with_grad(motion_emb[b + n_part:])  # (B or 0, P, E): for every part
+            if mask is not None and len(code_negatives):
+                mask = torch.cat([mask, torch.ones(len(code_negatives), mask.shape[1], dtype=torch.bool, device=dev)])
             audio_all = gather_rows_with_grad(audio_emb)
-            loss, logits = model.info_nce_of(torch.cat([paired, negatives, order_negatives]), audio_all,
+            loss, logits = model.info_nce_of(torch.cat([paired, negatives, code_negatives]), audio_all,
                                              shift_targets(partner_shift, config.shift_sigma).to(dev), mask,
                                              audio_negatives if audio_clips is not None else None, shifted_target)
             if config.rest_pair_weight > 0:
                 loss = loss + config.rest_pair_weight * rest_pair_loss(model, paired, negatives, audio_all)
-            if config.order_pair_weight > 0:
-                loss = loss + config.order_pair_weight * rest_pair_loss(model, paired, order_negatives, audio_all)
+            if config.code_pair_weight > 0:
+                loss = loss + config.code_pair_weight * rest_pair_loss(model, paired, code_negatives, audio_all)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

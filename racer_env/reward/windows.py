@@ -79,6 +79,52 @@ def reordered_windows(vqvae: VQVAE, windows: WindowSet, rng: np.random.Generator
     return decode_windows(vqvae, codes.to(next(vqvae.parameters()).device)).cpu(), valid
 
 
+def lookup_codes(corpus: Corpus, vqvae: VQVAE, clip_ids: list[str], context: int = 1) -> list[np.ndarray]:
+    """Each clip's codes as a nearest-neighbour lookup on its speech picks them from the *other* clips (leave one
+    clip out): at code step k, the human code of the step of another clip whose normalised audio over code steps
+    k - context .. k + context (zero-padded at the clip's edges) is nearest (Euclidean). Step 0 keeps the clip's
+    own code. Uses speech and codes only, never an annotation, so it works on any corpus.
+
+    Returns: (L_c,) int64 codes per clip, in ``clip_ids`` order."""
+    stats, fpc = corpus.stats, corpus.frames_per_code
+    keys, codes, owner = [], [], []
+    for i, clip_id in enumerate(clip_ids):
+        clip = corpus.clip(clip_id)
+        c = encode_clip(vqvae, clip, stats)  # (L,)
+        feats = stats.normalise_audio(clip.audio).astype(np.float32)[:len(c) * fpc]  # (8L, F)
+        pad = np.zeros((context * fpc, feats.shape[1]), np.float32)
+        padded = np.concatenate([pad, feats, pad])  # (8(L + 2 context), F)
+        span = (2 * context + 1) * fpc
+        keys.append(np.stack([padded[k * fpc:k * fpc + span].reshape(-1) for k in range(len(c))]))  # (L, span*F)
+        codes.append(c.astype(np.int64))
+        owner.append(np.full(len(c), i))
+    table = torch.from_numpy(np.concatenate(keys))  # (N, D)
+    values, owners = np.concatenate(codes), torch.from_numpy(np.concatenate(owner))
+    norms = (table**2).sum(1)  # (N,)
+    out = []
+    for i, query in enumerate(keys):
+        distance = norms[None] - 2.0 * torch.from_numpy(query) @ table.t()  # (L, N), up to |query|^2
+        distance[:, owners == i] = float("inf")  # never the clip's own steps
+        picked = values[distance.argmin(1).numpy()] if len(keys) > 1 else codes[i].copy()
+        picked[0] = codes[i][0]
+        out.append(picked)
+    return out
+
+
+def lookup_windows(corpus: Corpus, vqvae: VQVAE, clip_ids: list[str], windows: WindowSet) -> tuple[torch.Tensor, np.ndarray]:
+    """Each window decoded from the codes the leave-one-clip-out lookup (:func:`lookup_codes`) picks on its speech:
+    (N, 8W, J*3) motion and (N,) bool, False where the lookup picks exactly the human codes (then no negative).
+
+    What a system that matches speech to plausible gestures without their rules produces: on the built-in
+    speaker the lookup's (and the agents') strokes land on stressed syllables that get none, and miss those that
+    do, while the phrases, rests and nods are right (issue 24's diagnosis)."""
+    per_clip = lookup_codes(corpus, vqvae, clip_ids)
+    w = windows.codes.shape[1]
+    codes = torch.stack([torch.from_numpy(per_clip[c][s:s + w]) for c, s in zip(windows.clip, windows.start)])
+    valid = (codes != windows.codes).any(1).numpy()
+    return decode_windows(vqvae, codes.to(next(vqvae.parameters()).device)).cpu(), valid
+
+
 def real_windows(corpus: Corpus, clip_ids: list[str], windows: WindowSet) -> torch.Tensor:
     """(N, 8W, J*3) the real (normalised) corpus motion of the frames of each window of ``windows`` (built from
     ``clip_ids``): what the decoded motion of the window approximates."""
