@@ -246,13 +246,14 @@ SystemOutput = Callable[[int, Clip], tuple[np.ndarray, float]]
 
 def evaluate_systems(ws: Workspace, corpus: Corpus, clips: list[Clip], systems: dict[str, SystemOutput],
                      extractor=None, sigma: float = 0.3, tolerance: float = 0.2, seed: int = 0,
-                     bootstrap: int = BOOTSTRAP, raw_fgd: bool = True,
-                     progress: bool = True) -> tuple[dict, dict, _Reference]:
+                     bootstrap: int = BOOTSTRAP, raw_fgd: bool = True, progress: bool = True,
+                     label: str = "evaluate") -> tuple[dict, dict, _Reference]:
     """Every metric of every system on ``clips``, each system given by what it makes of a clip (its motion and
     mean reward: codes decoded, an agent rolled out, motion moved in time, the corpus motion): the one place
     evaluation turns motions into figures, for ``racer evaluate`` and the reward panel alike.
 
     ``bootstrap`` = 0 gives no intervals (each None); ``raw_fgd=False`` leaves the one slow figure out (None).
+    ``progress`` shows a bar per system, labelled ``<label> <system>``.
 
     Returns:
         (system -> metrics with ``ci95``, system -> per-clip values of :data:`PER_CLIP`, the real motion compared
@@ -262,7 +263,7 @@ def evaluate_systems(ws: Workspace, corpus: Corpus, clips: list[Clip], systems: 
     out, per_clip = {}, {}
     for name, system in systems.items():
         results = []
-        for i, clip in enumerate(tqdm(clips, desc=f"evaluate {name}", disable=not progress)):
+        for i, clip in enumerate(tqdm(clips, desc=f"{label} {name}", disable=not progress)):
             rotations, reward = system(i, clip)
             motion = positions(clip.skeleton, rotations)
             results.append(_clip_result(ref, i, motion, rotations, reward, corpus, extractor, sigma, tolerance))

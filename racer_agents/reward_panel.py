@@ -291,7 +291,7 @@ def reward_panel(workspace: str | Workspace, retrieval: dict | None = None, spli
     names = list(agents) if agents is not None else list_agents(ws)
     systems, skipped = panel_systems(ws, corpus, split, names, seed, device)
     metrics, _, ref = evaluate_systems(ws, corpus, clips, systems, seed=seed, bootstrap=0, raw_fgd=False,
-                                       progress=progress)
+                                       progress=progress, label="reward panel")
     has_rules = any(a is not None for a in ref.annotations)
     summary = panel_summary({n: {k: m[k] for k in FIGURES} for n, m in metrics.items()}, retrieval, has_rules)
     summary["skipped"] = skipped
