@@ -9,7 +9,9 @@ the evaluation (stroke F1, nod F1 and sync, :mod:`racer_agents.evaluate`). The s
 * ``real_motion``: the corpus motion itself, scored by the reward model on the same windows;
 * ``replaced_<p>``: the human codes with a fraction p of the steps replaced by random codes;
 * ``codes_late_<k>``: the human codes k code steps late (the first code held);
-* ``frames_late_<k>``: the decoded human codes' motion k frames late (finer than a code step; the first frame held);
+* ``frames_late_<k>``: the decoded human codes' motion k frames late (finer than a code step; the first frame held),
+  decoded whole as the evaluation decodes it and scored like the real motion (so even k = 0 would differ slightly
+  from ``reconstruction``, whose windows the environment decodes one by one);
 * ``mismatched``: another clip's human codes (mismatched speech);
 * ``nearest_neighbour``: the lookup of :mod:`racer_agents.retrieval`, and every agent asked for, rolled out as
   ``racer evaluate`` does.
@@ -30,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from racer_agents.agent import list_agents
+from racer_agents.agent import Agent, list_agents
 from racer_agents.evaluate import SystemOutput, evaluate_systems, motion_reward, reference_and_agents, rollout_clip
 from racer_agents.generate import decode_long
 from racer_env.corpus.store import Clip, Corpus
@@ -125,7 +127,10 @@ def panel_systems(ws: Workspace, corpus: Corpus, split: str, agents: list[str], 
             return rotations, motion_reward(data.scorer, rotations, clip.audio, corpus)
         return output
 
-    def rolled_out(agent) -> SystemOutput:
+    def real(i: int, clip: Clip) -> tuple[np.ndarray, float]:
+        return clip.rotations, motion_reward(data.scorer, clip.rotations, clip.audio, corpus)
+
+    def rolled_out(agent: Agent) -> SystemOutput:
         cfg = agent.obs_cfg
         env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=cfg.past,
                                   lookahead=cfg.lookahead, history=cfg.history, device=device)
@@ -138,8 +143,7 @@ def panel_systems(ws: Workspace, corpus: Corpus, split: str, agents: list[str], 
     systems: dict[str, SystemOutput] = {
         "reconstruction": from_codes(lambda i, c: c.codes.copy()),
         "random": from_codes(lambda i, c: random_codes(c.codes, n_codes, _rng(seed, "random", i))),
-        "real_motion": lambda i, clip: (clip.rotations, motion_reward(data.scorer, clip.rotations, clip.audio,
-                                                                      corpus)),
+        "real_motion": real,
     }
     for p in REPLACED:
         name = f"replaced_{round(100 * p)}"
