@@ -118,6 +118,7 @@ def test_panel_has_every_system_and_key(panel, agent_workspace):
     if high > low:
         assert bc["reward_share"] == pytest.approx((bc["mean_reward"] - low) / (high - low))
     assert panel["retrieval_r_at_1"] == 0.7 and panel["targets"]["retrieval_r_at_1"]["pass"]
+    assert panel["params"]["random_draws"] >= 2  # (the random anchor over several draws)
     assert set(panel["targets"]) == TARGETS
     json.dumps(panel, allow_nan=False)
     table = panel_markdown(panel)
