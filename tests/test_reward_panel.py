@@ -87,6 +87,9 @@ def test_summary_without_annotation_or_retrieval_says_why():
     out = panel_summary({**_figures(rewards, STROKES), "bc": {"mean_reward": math.nan, "stroke_f1": 0.3}})
     assert out["systems"]["bc"]["mean_reward"] is None  # strict JSON: NaN becomes null
     json.dumps(out, allow_nan=False)
+    out = panel_summary(_figures(rewards, STROKES), {"r_at_1": 0.9, "params": {"candidates": 8}})
+    assert out["retrieval_r_at_1"] == 0.9 and not out["targets"]["retrieval_r_at_1"]["pass"]  # (among 8, not 32)
+    assert "among 8" in out["reasons"]["retrieval_r_at_1"]
     with pytest.raises(ValueError, match="anchor"):
         panel_summary({"bc": {"mean_reward": 0.3}})
 
