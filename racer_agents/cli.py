@@ -7,6 +7,7 @@
     racer train reward W [--preset demo] [--seed N] [--resume]     contrastive reward model
     racer evaluate codebook W [--json]                             held-out MAJE, stroke/nod recall, code usage
     racer evaluate reward W [--json]                               held-out retrieval and AUCs
+    racer evaluate reward W --panel [--split test] [--json]        the reward-validity panel and its targets
     racer evaluate files --audio A --motion M.bvh [--reference R.bvh]  metrics of any take against its speech
     racer dataset build W [--tier T] [--augment K] [--reward distance]  a Minari dataset (augmented, expert, random,
                                                                    medium, medium-replay, medium-expert)
@@ -302,13 +303,19 @@ def _add_evaluate_parsers(stages) -> None:
     code.add_argument("--split", default="test", choices=["train", "valid", "test"])
     code.add_argument("--json", action="store_true")
     _common_options(code, cmd_evaluate_codebook)
-    rew = verbs.add_parser("reward", help="held-out retrieval R@1/R@5 and AUCs against shifted/mismatched motion")
+    rew = verbs.add_parser("reward", help="held-out retrieval R@1/R@5 and AUCs against shifted/mismatched motion; "
+                           "--panel: the reward-validity panel (reward beside stroke F1 for degraded and learned "
+                           "systems)")
     rew.add_argument("workspace", type=Path)
     rew.add_argument("--candidates", type=_positive_int, default=32, help="retrieval candidates (default 32)")
     rew.add_argument("--seed", type=_seed, default=0)
+    rew.add_argument("--panel", action="store_true",
+                     help="the reward-validity panel on the held-out clips of --split, with its targets")
+    rew.add_argument("--split", default="test", choices=["valid", "test"], help="the panel's clips (default test)")
+    rew.add_argument("--agent", action="append", default=None,
+                     help="agent of W on the panel (repeatable; default: every agent)")
     rew.add_argument("--json", action="store_true")
-    rew.add_argument("--device", type=_device, default="cpu", help=DEVICE_HELP)
-    rew.set_defaults(func=cmd_evaluate_reward)
+    _common_options(rew, cmd_evaluate_reward)
     agents = verbs.add_parser("agents", help="agents on whole held-out clips (also: racer evaluate W)")
     agents.add_argument("workspace", type=Path)
     agents.add_argument("--agent", action="append", default=None,
@@ -568,11 +575,38 @@ def cmd_evaluate_reward(args: argparse.Namespace) -> int:
     from racer_env.reward.ablations import format_ablations
     from racer_env.reward.evaluate import evaluate_reward
 
+    if args.panel:
+        return cmd_reward_panel(args)
+    if args.agent is not None or args.split != "test":
+        raise RacerError("--agent and --split choose the clips and agents of the reward panel: add --panel")
     metrics = evaluate_reward(args.workspace, candidates=args.candidates, seed=args.seed, device=args.device)
     ablations = None if args.json else metrics.pop("ablations", None)
     _print_metrics(args, metrics)
     if ablations is not None:
         print(format_ablations(ablations))
+    return 0
+
+
+def cmd_reward_panel(args: argparse.Namespace) -> int:
+    """``racer evaluate reward W --panel``: retrieval on the panel's clips (for its target; too few held-out windows:
+    said so), then the panel, as markdown or strict JSON."""
+    from racer_agents.reward_panel import panel_markdown, reward_panel
+    from racer_env.checkpoint import CheckpointError
+    from racer_env.reward.evaluate import evaluate_reward
+
+    try:
+        retrieval = evaluate_reward(args.workspace, splits=(args.split,), candidates=args.candidates, seed=args.seed,
+                                    device=args.device, ablations=False)
+    except CheckpointError:
+        raise
+    except RacerError as err:  # (a corpus too small for retrieval among --candidates: the panel says so)
+        retrieval = {"error": str(err)}
+    panel = reward_panel(args.workspace, retrieval=retrieval, split=args.split, agents=args.agent, seed=args.seed,
+                         device=args.device, progress=not args.quiet)
+    if args.json:
+        _print_json(args, panel)
+    else:
+        print(panel_markdown(panel), end="")
     return 0
 
 

@@ -1,9 +1,10 @@
 """``racer demo W``: the whole pipeline on the built-in corpus, one stage after another, ending in ``W/report.md``.
 
 Stages: synthesise the corpus, train the VQ-VAE and the reward model, build the Minari dataset, train racer-cql and
-the supervised baseline (bc), evaluate them (and the codebook and reward model) on the test split, generate the
-gestures and videos of two held-out clips (beside their real motion), write the report (markdown and HTML). Every stage skips itself when its inputs are unchanged:
-the training stages through their own checkpoint checks, the last three through input checksums kept in
+the supervised baseline (bc), evaluate them (and the codebook and reward model) on the test split, the
+reward-validity panel (``W/demo/reward_panel.json``), generate the gestures and videos of two held-out clips (beside
+their real motion), write the report (markdown and HTML). Every stage skips itself when its inputs are unchanged:
+the training stages through their own checkpoint checks, the last four through input checksums kept in
 ``W/demo/stamps.json``. A second run of the same command therefore takes seconds.
 """
 
@@ -135,6 +136,7 @@ def _stages(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> l
         ("agent racer-cql (offline RL)", agent("racer-cql")),
         ("agent bc (supervised baseline)", agent("bc")),
         (f"evaluation on the {config.split} split", lambda: _evaluate(ws, config, device, progress)),
+        (f"reward panel on the {config.split} split", lambda: _reward_panel(ws, config, device, progress)),
         ("videos of held-out clips", lambda: _video(ws, config, device, progress)),
         ("report", lambda: _report(ws, config)),
     ]
@@ -178,6 +180,26 @@ def _evaluate(ws: Workspace, config: DemoConfig, device: str, progress: bool) ->
     write_json_atomic(out, summary)
     stage.save_record()
     return False, f"{md_path}"
+
+
+def _reward_panel(ws: Workspace, config: DemoConfig, device: str, progress: bool) -> tuple[bool, str]:
+    """``W/demo/reward_panel.json``: the reward-validity panel (:mod:`racer_agents.reward_panel`) of the demo's
+    agents on the evaluated split, with the evaluation stage's retrieval figures for the R@1 target."""
+    import json
+
+    from racer_agents.reward_panel import reward_panel
+
+    out, evaluation = ws.root / "demo" / "reward_panel.json", ws.root / "demo" / "evaluation.json"
+    stage = _stage(ws, "reward_panel", {**_model_inputs(ws, config), "evaluation": sha256_file(evaluation)}, [out])
+    if stage.is_current():
+        return True, str(out)
+    retrieval = json.loads(evaluation.read_text())["reward"]
+    panel = reward_panel(ws, retrieval=retrieval, split=config.split, agents=list(AGENTS), seed=config.seed,
+                         device=device, progress=progress)
+    write_json_atomic(out, panel)
+    stage.save_record()
+    met = sum(t["pass"] for k, t in panel["targets"].items() if k != "all_pass")
+    return False, f"{out} ({met} of {len(panel['targets']) - 1} targets met)"
 
 
 def _held_out_clips(ws: Workspace, split: str, n: int = VIDEO_CLIPS) -> list[tuple[str, Path]]:
@@ -226,6 +248,7 @@ def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
     clips = _held_out_clips(ws, config.split)
     videos = {wav.stem: sha256_file(ws.root / "demo" / "video" / f"{wav.stem}.mp4") for _, wav in clips}
     inputs = {**_model_inputs(ws, config), "evaluation": sha256_file(ws.root / "demo" / "evaluation.json"),
+              "reward_panel": sha256_file(ws.root / "demo" / "reward_panel.json"),
               "videos": videos}  # (the page holds copies of them)
     stage = _stage(ws, "report", inputs, report_outputs(ws, CURVES, [wav.stem for _, wav in clips]))
     if stage.is_current():

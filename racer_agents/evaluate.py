@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from racer_env.metrics.motion import audio_beats, l1_diversity, mad, maje
 from racer_env.metrics.speech import speech_metrics
 from racer_env.metrics.sync import SMOOTHING_S
 from racer_env.motion.upper_body import find_roles
+from racer_env.reward.scorer import RewardScorer
 from racer_env.workspace import (
     Workspace,
     pause_point,
@@ -113,14 +115,26 @@ def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[
     return np.concatenate([[first], actions]).astype(np.int64), float(np.mean(rewards))
 
 
-@torch.no_grad()
 def real_motion_reward(env: GestureSynthesisEnv, clip: Clip, corpus: Corpus) -> float:
     """Mean per-step reward of the corpus motion itself: the reward model on the real (normalised) motion of the
     same windows the environment scores (the last W code steps, fewer at the start), against their audio."""
-    scorer, fpc = env.data.scorer, corpus.frames_per_code
-    n_codes = clip.n_frames // fpc
-    motion = torch.from_numpy(corpus.stats.normalise_motion(clip.motion_features()[:n_codes * fpc]).astype(np.float32))
-    audio = (torch.from_numpy(clip.audio[:n_codes * fpc].astype(np.float32)) - scorer.audio_mean) / scorer.audio_std
+    return motion_reward(env.data.scorer, clip.rotations, clip.audio, corpus)
+
+
+@torch.no_grad()
+def motion_reward(scorer: RewardScorer, rotations: np.ndarray, audio: np.ndarray, corpus: Corpus) -> float:
+    """Mean per-step reward of any motion of a clip, without codes: the reward model on the motion of the windows the
+    environment scores for steps 1 .. L-1 (the last W code steps, fewer at the start), against their audio.
+
+    Args:
+        rotations: (T, J, 3) rotation vectors (the corpus motion, or decoded motion moved in time).
+        audio: (T', F) raw audio features of the clip (T' >= the frames of whole code steps used).
+    """
+    fpc = corpus.frames_per_code
+    n_codes = min(len(rotations), len(audio)) // fpc
+    features = rotations[:n_codes * fpc].reshape(n_codes * fpc, -1)  # (8L, J * 3)
+    motion = torch.from_numpy(corpus.stats.normalise_motion(features).astype(np.float32))
+    audio = (torch.from_numpy(audio[:n_codes * fpc].astype(np.float32)) - scorer.audio_mean) / scorer.audio_std
     w, device = scorer.window_codes, next(scorer.reward_model.parameters()).device
     by_len: dict[int, list[int]] = {}
     for t in range(1, n_codes):
@@ -231,6 +245,63 @@ def reference_and_agents(ws: Workspace, corpus: Corpus, agents: list[str | Agent
     return systems
 
 
+#: one system's output on one clip of the split: (clip index, clip) -> ((T, J, 3) rotation vectors of its motion,
+#: its mean per-step reward on the clip)
+SystemOutput = Callable[[int, Clip], tuple[np.ndarray, float]]
+
+
+def evaluate_systems(ws: Workspace, corpus: Corpus, clips: list[Clip], systems: dict[str, SystemOutput],
+                     extractor=None, sigma: float = 0.3, tolerance: float = 0.2, seed: int = 0,
+                     bootstrap: int = BOOTSTRAP, raw_fgd: bool = True, progress: bool = True,
+                     label: str = "evaluate") -> tuple[dict, dict, _Reference]:
+    """Every metric of every system on ``clips``, each system given by what it makes of a clip (its motion and
+    mean reward: codes decoded, an agent rolled out, motion moved in time, the corpus motion): the one place
+    evaluation turns motions into figures, for ``racer evaluate`` and the reward panel alike.
+
+    ``bootstrap`` = 0 gives no intervals (each None); ``raw_fgd=False`` leaves the one slow figure out (None).
+    ``progress`` shows a bar per system, labelled ``<label> <system>``.
+
+    Returns:
+        (system -> metrics with ``ci95``, system -> per-clip values of :data:`PER_CLIP`, the real motion compared
+        with).
+    """
+    ref = _reference(ws, corpus, clips, extractor)
+    out, per_clip = {}, {}
+    for name, system in systems.items():
+        results = []
+        for i, clip in enumerate(tqdm(clips, desc=f"{label} {name}", disable=not progress)):
+            rotations, reward = system(i, clip)
+            motion = positions(clip.skeleton, rotations)
+            results.append(_clip_result(ref, i, motion, rotations, reward, corpus, extractor, sigma, tolerance))
+        point = _aggregate(results, ref, np.arange(len(results)), seed, raw_fgd)
+        out[name] = {**point, "ci95": _bootstrap(results, ref, point, seed, bootstrap)}
+        per_clip[name] = {key: [r.values[key] for r in results] for key in PER_CLIP}
+    return out, per_clip, ref
+
+
+def _system_output(ws: Workspace, corpus: Corpus, agent: Agent | None, split: str, vqvae, name: str, videos: int,
+                   device: str, pending_videos: dict[str, list[tuple[Clip, np.ndarray]]]) -> SystemOutput:
+    """What ``racer evaluate`` makes of a clip with ``agent`` (None: the corpus motion itself): the agent rolled out
+    in an environment with its own observation shape, its codes decoded; the first ``videos`` clips' motions are
+    added to ``pending_videos`` (system -> [(clip, rotations)]) for :func:`write_videos`."""
+    obs_cfg = agent.obs_cfg if agent is not None else ObservationConfig()
+    env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
+                              lookahead=obs_cfg.lookahead, history=obs_cfg.history, device=device)
+
+    def output(i: int, clip: Clip) -> tuple[np.ndarray, float]:
+        if agent is None:
+            return clip.rotations, real_motion_reward(env, clip, corpus)
+        if isinstance(agent, _GroundTruthCodes):
+            agent.codes = env.data.clip(clip.id).codes
+        codes, reward = rollout_clip(env, agent, clip.id)
+        rotations = decode_long(vqvae, codes, corpus)
+        if i < videos:
+            pending_videos.setdefault(name, []).append((clip, rotations))
+        return rotations, reward
+
+    return output
+
+
 def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None, split: str = "test",
              sigma: float = 0.3,
              tolerance: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True,
@@ -251,30 +322,12 @@ def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None
         extractor = fgd_mod.load_extractor(joint_names=corpus.joint_names)
     except ValueError:
         extractor = None  # another joint layout: only raw-space FGD
-    ref = _reference(ws, corpus, clips, extractor)
     vqvae = load_env_data(str(ws.root), device).scorer.vqvae
-    out, per_clip = {}, {}
     pending_videos: dict[str, list[tuple[Clip, np.ndarray]]] = {}  # written together at the end
-    for name, agent in systems.items():
-        obs_cfg = agent.obs_cfg if agent is not None else ObservationConfig()  # (None: the corpus motion)
-        env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
-                                  lookahead=obs_cfg.lookahead, history=obs_cfg.history, device=device)
-        results = []
-        for i, clip in enumerate(tqdm(clips, desc=f"evaluate {name}", disable=not progress)):
-            if agent is None:  # the corpus motion
-                motion, rotations, reward = ref.motions[i], clip.rotations, real_motion_reward(env, clip, corpus)
-            else:
-                if isinstance(agent, _GroundTruthCodes):
-                    agent.codes = env.data.clip(clip.id).codes
-                codes, reward = rollout_clip(env, agent, clip.id)
-                rotations = decode_long(vqvae, codes, corpus)
-                motion = positions(clip.skeleton, rotations)
-            results.append(_clip_result(ref, i, motion, rotations, reward, corpus, extractor, sigma, tolerance))
-            if agent is not None and i < videos:
-                pending_videos.setdefault(name, []).append((clip, rotations))
-        point = _aggregate(results, ref, np.arange(len(results)), seed)
-        out[name] = {**point, "ci95": _bootstrap(results, ref, point, seed, bootstrap)}
-        per_clip[name] = {key: [r.values[key] for r in results] for key in PER_CLIP}
+    outputs = {name: _system_output(ws, corpus, agent, split, vqvae, name, videos, device, pending_videos)
+               for name, agent in systems.items()}
+    out, per_clip, ref = evaluate_systems(ws, corpus, clips, outputs, extractor=extractor, sigma=sigma,
+                                          tolerance=tolerance, seed=seed, bootstrap=bootstrap, progress=progress)
     if pending_videos:
         write_videos(ws, corpus, pending_videos)
     return {"split": split, "clips": len(clips), "clip_ids": [c.id for c in clips], "systems": out,

@@ -1,7 +1,7 @@
 """``W/report.md`` and ``W/report.html``: what ``racer demo`` built, how well it works, and where every artefact is.
 
-The report reads only files the pipeline wrote (the corpus manifest, the training logs, ``W/demo/evaluation.json``
-and the generated videos), so it can be rewritten at any time without recomputing anything. The HTML page shows
+The report reads only files the pipeline wrote (the corpus manifest, the training logs, ``W/demo/evaluation.json``,
+``W/demo/reward_panel.json`` and the generated videos), so it can be rewritten at any time without recomputing anything. The HTML page shows
 the same text with the videos of the held-out clips playable in it; it and the directory ``W/report/`` (plots and
 copies of the videos) are self-contained: they open from disk, with no server and nothing fetched from a network.
 """
@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from racer_agents.evaluate import markdown_table
+from racer_agents.reward_panel import panel_markdown
 from racer_env.corpus.store import Corpus
 from racer_env.workspace import Workspace, atomic_path, write_text_atomic
 
@@ -84,6 +85,17 @@ def _relative(ws: Workspace, path: Path | str) -> str:
         return str(path)
 
 
+def _panel_lines(path: Path) -> list[str]:
+    """The reward-validity panel (``racer evaluate reward W --panel``) with what it tells, if the demo wrote one."""
+    if not path.is_file():
+        return []
+    return ["### Does the reward rank gestures as the speaker's rules do?", "",
+            ("The reward-validity panel (`racer evaluate reward W --panel`): systems of known quality scored by the "
+             "reward model and by the rule metrics. A share is the fraction of the random -> reconstruction gap a "
+             "system reaches; a valid reward gives every system about its stroke-F1 share."), "",
+            panel_markdown(json.loads(path.read_text())).rstrip(), ""]
+
+
 def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clips: list[tuple[str, str]],
                  video_dir: Path, dataset: str) -> Path:
     """Write ``W/report.md``, ``W/report.html`` and their plots and videos in ``W/report/`` (the files of
@@ -124,6 +136,7 @@ def write_report(ws: Workspace, config, curves: dict[str, tuple[str, ...]], clip
         "## Codebook and reward model", "",
         *_codebook_lines(evaluation["codebook"]), "",
         *_reward_lines(evaluation["reward"]), "",
+        *_panel_lines(ws.root / "demo" / "reward_panel.json"),
         "## Learning curves", "",
         *[f"![{p.stem}](report/{p.name})" for p in plots], "",
         "## Artefacts", "",

@@ -22,12 +22,18 @@ def demo_run(tmp_path_factory):
 
 def test_demo_runs_every_stage_and_reports(demo_run):
     ws, results, lines = demo_run
-    assert [r.skipped for r in results] == [False] * 9
-    assert len(lines) == 18 and lines[0].startswith("[1/9]") and lines[-1].startswith("[9/9] report: done")
+    assert [r.skipped for r in results] == [False] * 10
+    assert len(lines) == 20 and lines[0].startswith("[1/10]") and lines[-1].startswith("[10/10] report: done")
     report = (ws / "report.md").read_text()
     systems = "bc|racer-cql|ground_truth|reconstruction|random|nearest_neighbour"
     table = [line for line in report.splitlines() if re.match(rf"\| ({systems}) \|", line)]
-    assert len(table) == 2 * 6  # the metrics table and the rule-recovery table, reference systems and agents
+    # the metrics table and the rule-recovery table (reference systems and agents), then the reward panel's rows of
+    # reconstruction, random, nearest_neighbour and the two agents
+    assert len(table) == 2 * 6 + 5
+    panel = json.loads((ws / "demo" / "reward_panel.json").read_text())
+    assert set(panel["systems"]) >= {"real_motion", "replaced_50", "codes_late_2", "frames_late_4", "mismatched",
+                                     "racer-cql", "bc"} and "all_pass" in panel["targets"]
+    assert f"| racer-cql | {panel['systems']['racer-cql']['mean_reward']:.3f} |" in report
     evaluation = json.loads((ws / "demo" / "evaluation.json").read_text())
     cql = evaluation["agents"]["systems"]["racer-cql"]
     assert f"{cql['maje_mm']:.3f}" in report  # the table holds the measured figures
@@ -42,7 +48,7 @@ def test_second_run_skips_every_stage(demo_run):
     ws, _, _ = demo_run
     before = (ws / "report.md").stat().st_mtime_ns
     results = run_demo(ws, demo_config("tiny"), progress=False, log=lambda _: None)
-    assert [r.skipped for r in results] == [True] * 9
+    assert [r.skipped for r in results] == [True] * 10
     assert (ws / "report.md").stat().st_mtime_ns == before
 
 
@@ -77,14 +83,14 @@ def test_changed_input_reruns_the_stages_after_it(demo_run, tmp_path):
     shutil.copytree(demo_run[0], ws)
     results = run_demo(ws, demo_config("tiny", agent_steps=12), progress=False, log=lambda _: None)
     ran = [r.name for r in results if not r.skipped]
-    assert ran[0].startswith("agent racer-cql") and ran[-1] == "report" and len(ran) == 5
+    assert ran[0].startswith("agent racer-cql") and ran[-1] == "report" and len(ran) == 6
 
 
 def test_demo_cli(tmp_path, capsys):
     assert racer(["demo", str(tmp_path / "W"), "--preset", "tiny", "--quiet"]) == 0
     out = capsys.readouterr().out
     # (the dataset stage may find the same dataset, built from identical inputs, in the session's Minari root)
-    assert "[9/9] report: done" in out and "racer demo: 9 stages (" in out
+    assert "[10/10] report: done" in out and "racer demo: 10 stages (" in out
     assert (tmp_path / "W" / "report.md").is_file()
 
 

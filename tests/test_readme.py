@@ -44,6 +44,7 @@ SHELL_SUBSTITUTIONS = [
 PYTHON_SUBSTITUTIONS = [
     ("n_steps=10_000, n_steps_per_epoch=1_000", "n_steps=4, n_steps_per_epoch=2"),
     ("batch_size=256", "batch_size=8"),
+    ("candidates=32", "candidates=8"),
 ]
 
 
