@@ -245,7 +245,8 @@ def _report(ws: Workspace, config: DemoConfig) -> tuple[bool, str]:
     clips = _held_out_clips(ws, config.split)
     videos = {wav.stem: sha256_file(ws.root / "demo" / "video" / f"{wav.stem}.mp4") for _, wav in clips}
     inputs = {**_model_inputs(ws, config), "evaluation": sha256_file(ws.root / "demo" / "evaluation.json"),
-              "reward_panel": sha256_file(ws.root / "demo" / "reward_panel.json"), "videos": videos}  # (the page holds copies of them)
+              "reward_panel": sha256_file(ws.root / "demo" / "reward_panel.json"),
+              "videos": videos}  # (the page holds copies of them)
     stage = _stage(ws, "report", inputs, [path, ws.root / "report.html"])
     if stage.is_current():
         return True, f"{path}, {ws.root / 'report.html'}"
