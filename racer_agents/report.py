@@ -1,9 +1,10 @@
 """``W/report.md`` and ``W/report.html``: what ``racer demo`` built, how well it works, and where every artefact is.
 
 The report reads only files the pipeline wrote (the corpus manifest, the training logs, ``W/demo/evaluation.json``,
-``W/demo/reward_panel.json`` and the generated videos), so it can be rewritten at any time without recomputing anything. The HTML page shows
-the same text with the videos of the held-out clips playable in it; it and the directory ``W/report/`` (plots and
-copies of the videos) are self-contained: they open from disk, with no server and nothing fetched from a network.
+``W/demo/reward_panel.json`` and the generated videos), so it can be rewritten at any time without recomputing
+anything. The HTML page shows the same text with the videos of the held-out clips playable in it; it and the
+directory ``W/report/`` (plots and copies of the videos) are self-contained: they open from disk, with no server
+and nothing fetched from a network.
 """
 
 from __future__ import annotations

@@ -33,7 +33,13 @@ from collections.abc import Callable
 import numpy as np
 
 from racer_agents.agent import Agent, list_agents
-from racer_agents.evaluate import SystemOutput, evaluate_systems, motion_reward, reference_and_agents, rollout_clip
+from racer_agents.evaluate import (
+    SystemOutput,
+    evaluate_systems,
+    motion_reward,
+    reference_and_agents,
+    rollout_clip,
+)
 from racer_agents.generate import decode_long
 from racer_env.corpus.store import Clip, Corpus
 from racer_env.envs.episode_data import ClipData, EnvData, load_env_data, reward_input
@@ -322,8 +328,9 @@ def reward_panel(workspace: str | Workspace, retrieval: dict | None = None, spli
     for name, reason in skipped.items():
         summary["reasons"][name] = reason
     return {"split": split, "clips": len(clips), "clip_ids": [c.id for c in clips], **summary,
-            "params": {"seed": seed, "random_draws": RANDOM_DRAWS, "replaced_fractions": list(REPLACED), "code_delays": list(CODE_DELAYS),
-                       "frame_delays": list(FRAME_DELAYS), "anchors": list(ANCHORS), "agents": names,
+            "params": {"seed": seed, "random_draws": RANDOM_DRAWS, "replaced_fractions": list(REPLACED),
+                       "code_delays": list(CODE_DELAYS), "frame_delays": list(FRAME_DELAYS), "anchors": list(ANCHORS),
+                       "agents": names,
                        "mean_reward": "mean per-step reward r_1 .. r_{L-1} of each clip's episode (a_0 the human "
                                       "code), averaged over clips; real_motion and frames_late_*: the reward model "
                                       "on the motion of the same windows",
