@@ -106,7 +106,7 @@ class RewardTrainConfig:
     window_codes: int = option(4, "code steps per reward window (W; 4 = 1.6 s)", flag="--window", low=1)
     # 4 (with order negatives, shift_sigma 0.5, real_motion 0.3) raised R@1 to 0.67 but made the reward erratic over
     # delays finer than a code step (2 frames late: 0.32 of the gap with every stroke kept; 4 frames below random,
-    # 6 above 4); rho(reward, stroke F1) over the panel 0.67 (issue 24, demo validation clips)
+    # 6 above 4); rho(reward, stroke F1) over the panel 0.66 (issue 24, demo validation clips)
     bins_per_code: int = option(1, "time bins per code step in the encoders' pooling (more: finer timing)", low=1)
     # 500 steps with part negatives cost about what 1500 plain steps did (the motion encoder sees 3x the
     # windows) and reach R@1 0.71 on the demo corpus (benchmarks/reward_ablations.py)
