@@ -59,7 +59,7 @@ def _ablations(kept: dict | None) -> str:
 
 
 def _settings(train: dict, arch: dict) -> str:
-    keys = ("shift_sigma", "part_negatives", "rest_pair_weight", "code_negatives", "code_pair_weight", "real_motion", "frame_shifts")
+    keys = ("shift_sigma", "part_negatives", "rest_pair_weight", "code_negatives", "code_pair_weight", "real_motion")
     parts = [f"{k}={train[k]}" for k in keys if k in train]
     return ", ".join(parts + [f"bins_per_code={arch.get('bins_per_code', 1)}"])
 

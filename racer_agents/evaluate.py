@@ -115,12 +115,6 @@ def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[
     return np.concatenate([[first], actions]).astype(np.int64), float(np.mean(rewards))
 
 
-def real_motion_reward(env: GestureSynthesisEnv, clip: Clip, corpus: Corpus) -> float:
-    """Mean per-step reward of the corpus motion itself: the reward model on the real (normalised) motion of the
-    same windows the environment scores (the last W code steps, fewer at the start), against their audio."""
-    return motion_reward(env.data.scorer, clip.rotations, clip.audio, corpus)
-
-
 @torch.no_grad()
 def motion_reward(scorer: RewardScorer, rotations: np.ndarray, audio: np.ndarray, corpus: Corpus) -> float:
     """Mean per-step reward of any motion of a clip, without codes: the reward model on the motion of the windows the
@@ -290,7 +284,7 @@ def _system_output(ws: Workspace, corpus: Corpus, agent: Agent | None, split: st
 
     def output(i: int, clip: Clip) -> tuple[np.ndarray, float]:
         if agent is None:
-            return clip.rotations, real_motion_reward(env, clip, corpus)
+            return clip.rotations, motion_reward(env.data.scorer, clip.rotations, clip.audio, corpus)
         if isinstance(agent, _GroundTruthCodes):
             agent.codes = env.data.clip(clip.id).codes
         codes, reward = rollout_clip(env, agent, clip.id)

@@ -22,7 +22,6 @@ from racer_env.reward.train import (
     part_channels,
     part_negatives,
     rest_pair_loss,
-    frame_targets,
     rest_pose_of,
     reward_arch_for,
     reward_train_config_for,
@@ -33,7 +32,6 @@ from racer_env.reward.windows import (
     WindowSet,
     build_windows,
     decode_windows,
-    frame_shifted_audio,
     lookup_codes,
     lookup_windows,
     real_windows,
@@ -99,27 +97,6 @@ def test_info_nce_with_negatives_and_soft_targets():
     assert hard.item() == pytest.approx(same.item())
     with_negatives, logits = model.info_nce_of(m, a)
     assert logits.shape == (6, 4) and with_negatives.item() > hard.item()  # more competitors, higher loss
-    extra = model.audio_encoder(torch.randn(3, 32, 66))
-    with_audio_negatives, logits = model.info_nce_of(m[:4], a, audio_negatives=extra)
-    assert logits.shape == (4, 4) and with_audio_negatives.item() > hard.item()
-    # an audio negative weighted as its window's near miss is a lesser mistake than a hard one
-    graded = torch.zeros(4, 3)
-    graded[0, 0] = 0.5
-    softer, _ = model.info_nce_of(m[:4], a, audio_negatives=extra, audio_negative_target=graded)
-    assert softer.item() != pytest.approx(with_audio_negatives.item())
-
-
-def test_frame_shifted_audio_and_its_targets():
-    audio = [torch.arange(40, dtype=torch.float32)[:, None].repeat(1, 2), torch.zeros(16, 2)]  # (T, F) per clip
-    windows = WindowSet(torch.zeros(4, 16, 3), torch.zeros(4, 16, 2), np.array([0, 0, 0, 1]), np.array([0, 1, 3, 0]))
-    shifted, used = frame_shifted_audio(audio, windows, np.arange(4), np.array([3, -2, 4, 2]), 8)
-    assert used.tolist() == [3, -2, -4, 0]  # in the clip; taken the other way at its end; no room: 0
-    assert shifted[0, :, 0].tolist() == list(range(3, 19)) and shifted[1, 0, 0].item() == 6.0
-    assert shifted[2, 0, 0].item() == 20.0  # window at frame 24, shifted 4 frames earlier
-    t = frame_targets(used, 2.0)
-    assert t[0, 0].item() == pytest.approx(math.exp(-9 / 8)) and t[3, 3].item() == 0.0
-    assert t[2, 2] < t[1, 1] and t.sum().item() == pytest.approx(t.diagonal().sum().item())
-    assert torch.equal(frame_targets(used, 0.0), torch.zeros(4, 4))  # sigma 0: hard negatives
 
 
 def test_reordered_windows_are_the_same_codes_in_another_order(trained_workspace):
@@ -166,11 +143,10 @@ def test_training_with_every_option(trained_workspace, tmp_path):
     train_reward(ws, cfg, progress=False, force=True)
     meta = load_checkpoint(ws / "reward" / "model.pt", "reward")[0]
     assert meta["train"]["part_negatives"] == "both" and meta["train"]["shift_sigma"] == 1.0
-    cfg = reward_train_config_for("tiny", steps=4, frame_shifts=(-3, 3), frame_sigma=1.5, real_motion=0.5,
-                                  code_negatives="order", code_pair_weight=1.0)
+    cfg = reward_train_config_for("tiny", steps=4, real_motion=0.5, code_negatives="order", code_pair_weight=1.0)
     train_reward(ws, cfg, progress=False, force=True)
     meta = load_checkpoint(ws / "reward" / "model.pt", "reward")[0]
-    assert list(meta["train"]["frame_shifts"]) == [-3, 3] and meta["train"]["real_motion"] == 0.5
+    assert meta["train"]["real_motion"] == 0.5
     assert meta["train"]["code_negatives"] == "order"
     train_reward(ws, reward_train_config_for("tiny", steps=4, code_negatives="lookup"), progress=False, force=True)
     assert load_checkpoint(ws / "reward" / "model.pt", "reward")[0]["train"]["code_negatives"] == "lookup"
@@ -178,8 +154,6 @@ def test_training_with_every_option(trained_workspace, tmp_path):
         reward_train_config_for("tiny", code_negatives="mirror")
     with pytest.raises(ValueError, match="code_pair_weight needs"):
         reward_train_config_for("tiny", code_pair_weight=1.0)
-    with pytest.raises(ValueError, match="frame_shifts"):
-        reward_train_config_for("tiny", frame_shifts=(0, 2))
     with pytest.raises(ValueError, match="real_motion"):
         reward_train_config_for("tiny", real_motion=1.5)
     with pytest.raises(ValueError, match="part_negatives"):

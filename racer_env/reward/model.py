@@ -157,8 +157,7 @@ class RewardModel(nn.Module):
         return self.logits_of(self.motion_encoder(motion), self.audio_encoder(audio))
 
     def info_nce_of(self, motion_emb: torch.Tensor, audio_emb: torch.Tensor, target: torch.Tensor | None = None,
-                    negative_mask: torch.Tensor | None = None, audio_negatives: torch.Tensor | None = None,
-                    audio_negative_target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    negative_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Symmetric InfoNCE of embeddings, summed over the parts; returns (loss, (B + N, B) logits of the
         parts' mean cosine).
 
@@ -169,34 +168,21 @@ class RewardModel(nn.Module):
             target: (B, B) soft targets, rows and columns summing to 1 (row i: how much motion i belongs
                 with each audio window); None = the identity (row i's positive is column i).
             negative_mask: (N, P) bool, which parts' losses each negative takes part in; None = all.
-            audio_negatives: (M, E) or (M, P, E) audio-only negatives: they compete for every paired motion
-                window (the motion-to-audio direction) but have no motion partner.
-            audio_negative_target: (B, M) target weight of each audio negative for each paired motion window,
-                relative to the weights of ``target``'s rows (a graded near miss); None = 0 (hard negatives).
         """
         if motion_emb.dim() == 2:
             motion_emb, audio_emb = motion_emb[:, None], audio_emb[:, None]
-            audio_negatives = None if audio_negatives is None else audio_negatives[:, None]
         b = len(audio_emb)
         if target is None:
             target = torch.eye(b, device=audio_emb.device)
-        m = 0 if audio_negatives is None else len(audio_negatives)
-        row_target = target
-        if m:
-            extra = (torch.zeros(b, m, device=target.device) if audio_negative_target is None
-                     else audio_negative_target)
-            row_target = torch.cat([target, extra], dim=1)
-            row_target = row_target / row_target.sum(1, keepdim=True)  # (B, B + M)
         n_parts = motion_emb.shape[1]
-        columns = audio_emb if not m else torch.cat([audio_emb, audio_negatives])  # (B + M, P, E)
-        all_logits = [self.logits_of(motion_emb[:, p], columns[:, p]) for p in range(n_parts)]  # P x (B + N, B + M)
+        all_logits = [self.logits_of(motion_emb[:, p], audio_emb[:, p]) for p in range(n_parts)]  # P x (B + N, B)
         loss = 0.0
         for p, part in enumerate(all_logits):
             if negative_mask is not None:
-                part = torch.cat([part[:b], part[b:][negative_mask[:, p]]])  # (B + N_p, B + M)
+                part = torch.cat([part[:b], part[b:][negative_mask[:, p]]])  # (B + N_p, B)
             audio_target = F.pad(target.t(), (0, len(part) - b))  # (B, B + N_p): negatives get no mass
-            loss = loss + 0.5 * (F.cross_entropy(part[:b], row_target) + F.cross_entropy(part[:, :b].t(), audio_target))
-        return loss, sum(all_logits)[:, :b] / n_parts
+            loss = loss + 0.5 * (F.cross_entropy(part[:b], target) + F.cross_entropy(part.t(), audio_target))
+        return loss, sum(all_logits) / n_parts
 
     def info_nce(self, motion: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Symmetric InfoNCE of windows (row i's positive is column i); returns (loss, (B, B) logits)."""

@@ -45,8 +45,6 @@ from racer_env.reward.model import RewardConfig, RewardModel
 from racer_env.reward.windows import (
     WindowSet,
     build_windows,
-    clip_audio,
-    frame_shifted_audio,
     real_windows,
     lookup_windows,
     reordered_windows,
@@ -139,14 +137,6 @@ class RewardTrainConfig:
     # the arm part, which pushes each window's arms-at-rest version below it (InfoNCE, with hundreds of
     # competitors, hardly weighs that one negative)
     rest_pair_weight: float = 6.0
-    # issue 24: audio-only negatives, every window's audio shifted by a few frames (less than a code step), so
-    # the reward must see where inside a code step a movement falls (the rule metrics' stroke tolerance is 0.2 s,
-    # 4 frames; a code step is 8). Graded like the code-step partners: the target weight of a shift of k frames
-    # is exp(-k^2 / 2 frame_sigma^2) (0: hard negatives). Empty: none.
-    # (measured with +-2, 3, 4, 6 frames and sigma 2 on the demo workspace: R@1 0.44 vs 0.47 and the lookup's and
-    # the delayed codes' reward shares unchanged, so off)
-    frame_shifts: tuple[int, ...] = ()
-    frame_sigma: float = 2.0
     # issue 24: for every window, a motion-only negative decoded from other codes on the same speech: "order" the
     # window's own codes in another order (the same gestures at the wrong moments), "lookup" the codes a
     # leave-one-clip-out nearest-neighbour lookup picks on its speech (plausible gestures without the speaker's
@@ -167,10 +157,8 @@ class RewardTrainConfig:
     real_motion: float = option(0.3, "fraction of positive windows with the real motion instead of its decoded codes", low=0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "frame_shifts", tuple(int(k) for k in self.frame_shifts))  # JSON lists back
-        if 0 in self.frame_shifts or self.frame_sigma < 0 or not 0.0 <= self.real_motion <= 1.0:
-            raise RacerError(f"frame_shifts must be non-zero frames, frame_sigma >= 0 and real_motion a fraction in "
-                             f"[0, 1]; got {self.frame_shifts}, {self.frame_sigma}, {self.real_motion}")
+        if not 0.0 <= self.real_motion <= 1.0:
+            raise RacerError(f"real_motion must be a fraction in [0, 1], got {self.real_motion}")
         if not 0.0 <= self.still_head_arms <= 1.0:
             raise RacerError(f"still_head_arms must be a fraction in [0, 1], got {self.still_head_arms}")
         if self.code_negatives not in CODE_NEGATIVES:
@@ -244,16 +232,6 @@ def shift_targets(partner_shift: np.ndarray, sigma: float) -> torch.Tensor:
         target[i, i + 1] = w
         target[i + 1, i] = w
     return target / target.sum(1, keepdim=True)
-
-
-def frame_targets(shifts: np.ndarray, sigma: float) -> torch.Tensor:
-    """(B, B) target weights of the frame-shifted audio negatives (:func:`frame_shifted_audio`, one per window of
-    the batch): window i's own audio shifted by k frames gets exp(-k^2 / 2 sigma^2) (0 with sigma 0: a hard
-    negative), every other audio negative 0; a shift of 0 (no shifted audio could be cut) is no near miss of its
-    window and gets 0 too."""
-    k = torch.as_tensor(shifts, dtype=torch.float32)  # (B,)
-    w = torch.exp(-k**2 / (2 * sigma**2)) if sigma > 0 else torch.zeros_like(k)
-    return torch.diag(torch.where(k != 0, w, torch.zeros_like(k)))
 
 
 def part_negatives(motion: torch.Tensor, donors: torch.Tensor, channels: dict[str, np.ndarray],
@@ -381,7 +359,6 @@ def train_reward(
             still_head = windows_with_part_at_rest(corpus, vqvae, "head", config.window_codes)  # (N, 8W, C)
         real = real_windows(corpus, corpus.clip_ids("train"), windows) if config.real_motion > 0 else None
         code_negs = code_negatives_of(config, corpus, vqvae, windows)  # None or ((N, 8W, C), (N,) which differ)
-        audio_clips = clip_audio(corpus, corpus.clip_ids("train")) if config.frame_shifts else None
         arm_ch = torch.as_tensor(arch.arm_channels, dtype=torch.long)
         extra = {"arch": arch.to_dict(), "train": asdict(config), "corpus": corpus_meta(corpus),
                  "vqvae_sha256": vqvae_sha, "seed": config.seed}
@@ -419,15 +396,7 @@ def train_reward(
                                                         windows.motion[torch.as_tensor(others)])])
             audio = windows.audio[torch.as_tensor(idx[mine])]  # (b, 8W, F)
             b = len(mine)
-            shifted_target = None
-            if audio_clips is not None:  # every window's audio a few frames off: audio-only near misses
-                draws = step_rng(config.seed, step, stream=4).choice(config.frame_shifts, config.batch_size)
-                shifted, used = frame_shifted_audio(audio_clips, windows, idx, draws, corpus.frames_per_code)
-                audio = torch.cat([audio, shifted[torch.as_tensor(mine)]])  # (2b, 8W, F): this rank's share
             motion_emb, audio_emb = net(motion.to(dev), audio.to(dev))
-            if audio_clips is not None:
-                audio_emb, audio_negatives = audio_emb[:b], gather_rows_with_grad(audio_emb[b:])
-                shifted_target = frame_targets(used, config.frame_sigma).to(dev)  # (B, B) global batch
             # in-batch negatives from every rank: the loss (and its gradient) of the global batch
             paired, negatives = gather_rows_with_grad(motion_emb[:b]), gather_rows_with_grad(motion_emb[b:b + n_part])
             mask = (negative_part_mask(channels, config.part_negatives, arch.part_channels(), b)
@@ -437,8 +406,7 @@ def train_reward(
                 mask = torch.cat([mask, torch.ones(len(code_negatives), mask.shape[1], dtype=torch.bool, device=dev)])
             audio_all = gather_rows_with_grad(audio_emb)
             loss, logits = model.info_nce_of(torch.cat([paired, negatives, code_negatives]), audio_all,
-                                             shift_targets(partner_shift, config.shift_sigma).to(dev), mask,
-                                             audio_negatives if audio_clips is not None else None, shifted_target)
+                                             shift_targets(partner_shift, config.shift_sigma).to(dev), mask)
             if config.rest_pair_weight > 0:
                 loss = loss + config.rest_pair_weight * rest_pair_loss(model, paired, negatives, audio_all)
             if config.code_pair_weight > 0:

@@ -132,25 +132,3 @@ def real_windows(corpus: Corpus, clip_ids: list[str], windows: WindowSet) -> tor
     clips = [torch.from_numpy(corpus.stats.normalise_motion(corpus.clip(c).motion_features()).astype(np.float32))
              for c in clip_ids]  # (T, J*3) each
     return torch.stack([clips[c][s * fpc:s * fpc + n] for c, s in zip(windows.clip, windows.start)])
-
-
-def clip_audio(corpus: Corpus, clip_ids: list[str]) -> list[torch.Tensor]:
-    """(T, F) normalised audio features of each clip, as :func:`build_windows` cuts its windows from."""
-    return [torch.from_numpy(corpus.stats.normalise_audio(corpus.clip(c).audio).astype(np.float32)) for c in clip_ids]
-
-
-def frame_shifted_audio(audio: list[torch.Tensor], windows: WindowSet, idx: np.ndarray, shifts: np.ndarray,
-                        frames_per_code: int) -> tuple[torch.Tensor, np.ndarray]:
-    """The audio of windows ``idx`` shifted by ``shifts`` frames (later for k > 0): (len(idx), 8W, F) and the shift
-    each got. A shift that leaves the clip is taken the other way; where neither fits (a clip of exactly one
-    window) the window's own audio is used with shift 0, which callers must treat as no negative."""
-    n = windows.audio.shape[1]
-    out, used = [], []
-    for i, k in zip(idx, shifts):
-        clip, first = audio[windows.clip[i]], int(windows.start[i]) * frames_per_code
-        k = int(k) if 0 <= first + k and first + k + n <= len(clip) else -int(k)
-        if not (0 <= first + k and first + k + n <= len(clip)):
-            k = 0
-        out.append(clip[first + k:first + k + n])
-        used.append(k)
-    return torch.stack(out), np.array(used)
