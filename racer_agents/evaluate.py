@@ -357,21 +357,41 @@ def evaluate_systems(ws: Workspace, corpus: Corpus, clips: list[Clip], systems: 
     return out, per_clip, ref
 
 
+def rolled_out_once(env: GestureSynthesisEnv, agent: Agent,
+                    clip_ids: list[str]) -> Callable[[str], tuple[np.ndarray, float]]:
+    """clip id -> (codes, mean reward) of ``agent`` on that clip, all of ``clip_ids`` rolled out together by
+    :func:`rollout_clips` when the first is asked for (so that a system evaluated clip by clip still gets the
+    batched rollouts); each result is handed out once."""
+    results: dict[str, tuple[np.ndarray, float]] = {}
+
+    def result(clip_id: str) -> tuple[np.ndarray, float]:
+        if not results:
+            results.update(zip(clip_ids, rollout_clips(env, agent, clip_ids)))
+        return results.pop(clip_id)
+
+    return result
+
+
 def _system_output(ws: Workspace, corpus: Corpus, agent: Agent | None, split: str, vqvae, name: str, videos: int,
-                   device: str, pending_videos: dict[str, list[tuple[Clip, np.ndarray]]]) -> SystemOutput:
-    """What ``racer evaluate`` makes of a clip with ``agent`` (None: the corpus motion itself): the agent rolled out
-    in an environment with its own observation shape, its codes decoded; the first ``videos`` clips' motions are
-    added to ``pending_videos`` (system -> [(clip, rotations)]) for :func:`write_videos`."""
+                   device: str, pending_videos: dict[str, list[tuple[Clip, np.ndarray]]],
+                   clips: list[Clip]) -> SystemOutput:
+    """What ``racer evaluate`` makes of a clip of ``clips`` with ``agent`` (None: the corpus motion itself): the
+    agent rolled out in an environment with its own observation shape (every clip at the first one's turn, see
+    :func:`rolled_out_once`), its codes decoded; the first ``videos`` clips' motions are added to ``pending_videos``
+    (system -> [(clip, rotations)]) for :func:`write_videos`."""
     obs_cfg = agent.obs_cfg if agent is not None else ObservationConfig()
     env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
                               lookahead=obs_cfg.lookahead, history=obs_cfg.history, device=device)
+    rolled_out = rolled_out_once(env, agent, [c.id for c in clips]) if agent is not None else None
 
     def output(i: int, clip: Clip) -> tuple[np.ndarray, float]:
         if agent is None:
             return clip.rotations, motion_reward(env.data.scorer, clip.rotations, clip.audio, corpus)
-        if isinstance(agent, _GroundTruthCodes):
+        if isinstance(agent, _GroundTruthCodes):  # replays the clip it is given: one clip at a time
             agent.codes = env.data.clip(clip.id).codes
-        codes, reward = rollout_clip(env, agent, clip.id)
+            codes, reward = rollout_clip(env, agent, clip.id)
+        else:
+            codes, reward = rolled_out(clip.id)
         rotations = decode_long(vqvae, codes, corpus)
         if i < videos:
             pending_videos.setdefault(name, []).append((clip, rotations))
@@ -402,7 +422,7 @@ def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None
         extractor = None  # another joint layout: only raw-space FGD
     vqvae = load_env_data(str(ws.root), device).scorer.vqvae
     pending_videos: dict[str, list[tuple[Clip, np.ndarray]]] = {}  # written together at the end
-    outputs = {name: _system_output(ws, corpus, agent, split, vqvae, name, videos, device, pending_videos)
+    outputs = {name: _system_output(ws, corpus, agent, split, vqvae, name, videos, device, pending_videos, clips)
                for name, agent in systems.items()}
     out, per_clip, ref = evaluate_systems(ws, corpus, clips, outputs, extractor=extractor, sigma=sigma,
                                           tolerance=tolerance, seed=seed, bootstrap=bootstrap, progress=progress)
@@ -503,8 +523,8 @@ class Validation:
         "valid/stroke_f1", "valid/nod_f1" where the corpus is annotated}."""
         results = []
         returns = []
-        for i, clip in enumerate(self.clips):
-            codes, reward = rollout_clip(self.env, agent, clip.id)
+        rolled_out = rollout_clips(self.env, agent, [c.id for c in self.clips])  # batched where the agent allows
+        for i, (clip, (codes, reward)) in enumerate(zip(self.clips, rolled_out)):
             returns.append(reward * (len(codes) - 1))  # (mean reward per step -> the episode's return)
             rotations = decode_long(self.vqvae, codes, self.corpus)
             motion = positions(clip.skeleton, rotations)
