@@ -3,19 +3,20 @@
 For every system (each agent of the workspace, the nearest-neighbour lookup and random codes),
 ``racer_agents.evaluate.rollout_clips`` rolls out every clip of the split twice per repeat: ``batched=False`` (one
 clip after the other, each step's reward scored alone before the next choice: evaluation before the batched path)
-and the default (the path the agent allows: lock-step clips and/or the clips' reward windows scored together). The
-two alternate (which goes first swaps every repeat) so that a change in the machine's load falls on both; each
-repeat's ratio is one-by-one time / batched time, and the median ratio is reported. Every repeat also checks that
-both give the same codes exactly and mean rewards within 1e-6 (the run stops otherwise).
+and the default (the path the agent allows: lock-step clips and/or the clips' reward windows scored together); an
+agent that steps clips in lock-step is also run clip by clip with only its rewards batched, to tell the two gains
+apart. The variants alternate (their order rotates every repeat) so that a change in the machine's load falls on
+all; each repeat's ratio is one-by-one time / the variant's time, and the median ratio is reported. Every repeat
+also checks that all give the same codes exactly and mean rewards within 1e-6 (the run stops otherwise).
 
 Rollouts only: decoding the codes and the metrics, the rest of ``racer evaluate``, are the same on both paths.
 
-Usage:  python benchmarks/rollouts.py [--workspace DIR] [--split test] [--repeats 3] [--max-clips N]
+Usage:  python benchmarks/rollouts.py [--workspace DIR] [--split SPLIT] [--repeats 3] [--max-clips N]
                                       [--note TEXT] [--out benchmarks/results/rollouts]
 
 Without ``--workspace`` a small workspace is built in a temporary directory (a 2-minute synthetic corpus, `tiny`
-VQ-VAE, reward model and racer-cql / bc agents: minutes on a laptop). The workspace is only read (racer's own
-caches aside).
+VQ-VAE, reward model and racer-cql / bc agents: a minute on a laptop) and its train split timed (its test split has
+one or two clips). The workspace is only read (racer's own caches aside).
 """
 
 from __future__ import annotations
@@ -69,6 +70,23 @@ def path_of(agent: Agent) -> str:
     return "lock-step clips, batched rewards" if agent.batched else "clip by clip, batched rewards"
 
 
+class _ClipByClip(Agent):
+    """``agent`` with lock-step turned off: its codes one clip after the other, its rewards still scored together
+    (what the deferred reward scoring alone gains, without lock-step)."""
+
+    batched = False
+
+    def __init__(self, agent: Agent) -> None:
+        self.inner, self.name, self.n_codes, self.obs_cfg = agent, agent.name, agent.n_codes, agent.obs_cfg
+        self.reads_reward = agent.reads_reward
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def act(self, observation: dict) -> int:
+        return self.inner.act(observation)
+
+
 def _timed(env: GestureSynthesisEnv, agent: Agent, ids: list[str], batched: bool) -> tuple[float, list]:
     if isinstance(agent, RandomAgent):
         agent.rng = np.random.default_rng(0)  # the same draws on both paths
@@ -90,25 +108,35 @@ def _check(name: str, one_by_one: list, batched: list) -> float:
 
 
 def measure(ws: str, agent: Agent, split: str, repeats: int, max_clips: int | None) -> dict:
-    """Alternating one-by-one and batched rollouts of ``agent`` on the split's clips."""
+    """Alternating rollouts of ``agent`` on the split's clips: one by one, batched, and (for an agent that steps
+    clips in lock-step) clip by clip with the rewards batched; the order rotates every repeat."""
     cfg = agent.obs_cfg
     env = GestureSynthesisEnv(ws, split=split, segment_codes=None, past=cfg.past, lookahead=cfg.lookahead,
                               history=cfg.history)
     ids = env.data.split_ids(split)[:max_clips]
-    _timed(env, agent, ids[:1], True), _timed(env, agent, ids[:1], False)  # warm-up (first calls, allocations)
-    times: dict[bool, list[float]] = {False: [], True: []}
+    variants = {"one_by_one": (agent, False), "batched": (agent, True)}
+    if agent.batched:
+        variants["rewards_batched_only"] = (_ClipByClip(agent), True)
+    for runner, batched in variants.values():  # warm-up (first calls, allocations)
+        _timed(env, runner, ids[:1], batched)
+    times: dict[str, list[float]] = {k: [] for k in variants}
     worst = 0.0
     for r in range(repeats):
         out = {}
-        for batched in ((False, True) if r % 2 == 0 else (True, False)):
-            seconds, out[batched] = _timed(env, agent, ids, batched)
-            times[batched].append(seconds)
-        worst = max(worst, _check(agent.name, out[False], out[True]))
-    ratios = [a / b for a, b in zip(times[False], times[True])]
+        names = list(variants)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            runner, batched = variants[name]
+            seconds, out[name] = _timed(env, runner, ids, batched)
+            times[name].append(seconds)
+        worst = max(worst, *(_check(f"{agent.name} {k}", out["one_by_one"], out[k]) for k in variants))
     steps = sum(env.data.clip(c).n_codes - 1 for c in ids)
-    return {"path": path_of(agent), "clips": len(ids), "steps": steps, "one_by_one_s": times[False],
-            "batched_s": times[True], "ratios": ratios, "median_ratio": statistics.median(ratios),
-            "max_reward_diff": worst}
+    result = {"path": path_of(agent), "clips": len(ids), "steps": steps, "max_reward_diff": worst}
+    for name in variants:
+        ratios = [a / b for a, b in zip(times["one_by_one"], times[name])]
+        result[f"{name}_s"] = times[name]
+        if name != "one_by_one":
+            result[f"{name}_ratios"], result[f"{name}_median_ratio"] = ratios, statistics.median(ratios)
+    return result
 
 
 def systems(ws: str, agents: list[str] | None) -> list[Agent]:
@@ -118,16 +146,22 @@ def systems(ws: str, agents: list[str] | None) -> list[Agent]:
 
 
 def markdown(report: dict) -> str:
+    med = statistics.median
     rows = [f"# Evaluation rollouts: one by one vs batched ({report['split']} split of {report['workspace']})", "",
-            "| system | path | clips | steps | one by one (s, median) | batched (s, median) | median ratio | "
-            "max mean-reward diff |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| system | path | clips | steps | one by one (s) | batched (s) | speed-up | rewards batched only (s) | "
+            "speed-up | max mean-reward diff |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in report["results"].items():
-        rows.append(f"| {name} | {r['path']} | {r['clips']} | {r['steps']} | {statistics.median(r['one_by_one_s']):.2f}"
-                    f" | {statistics.median(r['batched_s']):.2f} | {r['median_ratio']:.2f}x | {r['max_reward_diff']:.1e} |")
-    rows += ["", f"{report['repeats']} alternating repeats per system (ratio: one-by-one / batched time of the same "
-             f"repeat, median over repeats); codes identical and mean rewards within {REWARD_TOLERANCE} on every "
-             f"repeat. Lock-step batches of up to {report['max_lockstep']} clips, {report['reward_chunk']} reward "
-             f"windows per call. Machine: {report['machine']}; torch threads: {report['threads']['torch_intra_op']}."]
+        only = (f"{med(r['rewards_batched_only_s']):.2f} | {r['rewards_batched_only_median_ratio']:.2f}x"
+                if "rewards_batched_only_s" in r else "(the same path) | -")
+        rows.append(f"| {name} | {r['path']} | {r['clips']} | {r['steps']} | {med(r['one_by_one_s']):.2f} | "
+                    f"{med(r['batched_s']):.2f} | {r['batched_median_ratio']:.2f}x | {only} | "
+                    f"{r['max_reward_diff']:.1e} |")
+    rows += ["", f"Times: medians of {report['repeats']} repeats, the variants alternating (the order rotates every "
+             f"repeat); speed-up: the median over repeats of one-by-one time / the variant's time in the same repeat. "
+             f"'Rewards batched only': the agent's codes clip by clip (no lock-step), its rewards scored together. "
+             f"Codes identical and mean rewards within {REWARD_TOLERANCE} of one-by-one on every repeat. Lock-step "
+             f"batches of up to {report['max_lockstep']} clips, {report['reward_chunk']} reward windows per call. "
+             f"Machine: {report['machine']}; torch threads: {report['threads']['torch_intra_op']}."]
     if report["note"]:
         rows += ["", report["note"]]
     return "\n".join(rows) + "\n"
@@ -136,7 +170,8 @@ def markdown(report: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workspace", type=Path, default=None, help="a trained workspace (default: build a small one)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default=None, help="default: test (train for the built workspace, whose test split has "
+                                                  "one or two clips)")
     p.add_argument("--agents", nargs="*", default=None, help="agents of the workspace (default: every one)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-clips", type=int, default=None, help="the split's first N clips (default: all)")
@@ -144,12 +179,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/rollouts"))
     args = p.parse_args()
     ws = str(args.workspace or build_small_workspace(Path(tempfile.mkdtemp(prefix="racer-bench-"))))
+    args.split = args.split or ("test" if args.workspace else "train")
     results = {}
     for agent in systems(ws, args.agents):
         results[agent.name] = measure(ws, agent, args.split, args.repeats, args.max_clips)
         r = results[agent.name]
-        print(f"{agent.name}: {r['path']}; median ratio {r['median_ratio']:.2f}x "
-              f"({', '.join(f'{x:.2f}' for x in r['ratios'])})", flush=True)
+        print(f"{agent.name}: {r['path']}; speed-up {r['batched_median_ratio']:.2f}x "
+              f"({', '.join(f'{x:.2f}' for x in r['batched_ratios'])})", flush=True)
     write_results(args.out, {"workspace": ws if args.workspace else "a small built workspace", "split": args.split,
                              "repeats": args.repeats, "max_lockstep": MAX_LOCKSTEP, "reward_chunk": REWARD_CHUNK,
                              "machine": machine(), "threads": thread_settings(), "note": args.note,
