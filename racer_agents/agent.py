@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from racer_agents.gpt import GestureGPT, GPTConfig, per_episode_linear
+from racer_agents.gpt import GestureGPT, GPTConfig, per_episode_linear, per_episode_step_is_exact
 from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import CheckpointError, check_corpus_match, load_checkpoint
 from racer_env.corpus.store import Corpus
@@ -116,9 +116,10 @@ class GPTAgent(Agent):
 
     Batched (``reset_batch`` / ``act_batch``) on the CPU with the cache: B episodes share one cache of batch B,
     one ``model.step`` per step with per-episode matrix products (:func:`racer_agents.gpt.per_episode_linear`), so
-    every episode's outputs, and codes, are bit for bit those of the episode stepped alone; the cache slide at
-    ``max_steps`` re-primes each episode with its own one-episode ``prefill``. Elsewhere (no cache; a GPU, whose
-    kernels are not checked for that identity) one episode at a time.
+    every episode's outputs, and codes, are bit for bit those of the episode stepped alone (checked on this
+    machine before the first lock-step rollout); the cache slide at ``max_steps`` re-primes each episode with its
+    own one-episode ``prefill``. Elsewhere (no cache; a GPU, whose kernels are not checked for that identity; a
+    machine where the check fails) one episode at a time.
     """
 
     def __init__(self, model: GestureGPT, obs_cfg: ObservationConfig, name: str = "gpt",
@@ -128,6 +129,7 @@ class GPTAgent(Agent):
         self.use_cache = use_cache
         self.name, self.n_codes = name, model.cfg.n_codes
         self.device = next(model.parameters()).device
+        self._exact_products: dict[int, bool] = {}  # torch threads -> per_episode_step_is_exact here
         self.reset()
 
     def reset(self) -> None:
@@ -174,8 +176,15 @@ class GPTAgent(Agent):
     # -- lock-step episodes ------------------------------------------------------------------------------------
     @property
     def batched(self) -> bool:
-        """Lock-step rollouts with the cache on the CPU (see the class docstring)."""
-        return self.use_cache and self.device.type == "cpu"
+        """Lock-step rollouts: with the cache, on the CPU, and where this machine's per-episode products are checked
+        to give the one-episode outputs bit for bit (:func:`racer_agents.gpt.per_episode_step_is_exact`, once per
+        thread count). Otherwise the clips are rolled out one at a time: the same codes, without lock-step."""
+        if not (self.use_cache and self.device.type == "cpu"):
+            return False
+        threads = torch.get_num_threads()
+        if threads not in self._exact_products:
+            self._exact_products[threads] = per_episode_step_is_exact(self.model)
+        return self._exact_products[threads]
 
     def reset_batch(self, n: int) -> None:
         """Start ``n`` episodes: one empty cache of batch ``n``, each episode's own recent steps."""

@@ -68,6 +68,27 @@ def per_episode_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(layer.bias.expand(b, n, d_out), x, weight)  # (B, n, out)
 
 
+@torch.no_grad()
+def per_episode_step_is_exact(model: GestureGPT, episodes: int = 5, steps: int = 3) -> bool:
+    """Whether ``model.step`` of B episodes with :func:`per_episode_linear` gives, bit for bit, what each episode
+    stepped alone gives on this machine (its BLAS, its thread count), on random inputs: the kernels a product runs
+    are chosen by its shapes and the threads, not by the values, and a lock-step step has no other shapes. The
+    model must be in eval mode."""
+    gen = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    audio = torch.randn(steps, episodes, model.cfg.audio_dim, generator=gen).to(device)  # (steps, B, audio_dim)
+    prev = torch.randint(0, model.cfg.n_codes, (steps, episodes), generator=gen).to(device)  # (steps, B)
+    together: list[dict] = [{} for _ in model.blocks]
+    alone: list[list[dict]] = [[{} for _ in model.blocks] for _ in range(episodes)]
+    for t in range(steps):
+        out = model.step(audio[t], prev[t], together, t, per_episode_linear)  # (B, N)
+        for b in range(episodes):  # as GPTAgent.step_q feeds one episode: fresh (1, audio_dim) and (1,) tensors
+            one = model.step(audio[t, b].clone()[None], prev[t, b].clone()[None], alone[b], t)[0]  # (N,)
+            if not torch.equal(out[b], one):
+                return False
+    return True
+
+
 def block_mask(steps: int, device=None) -> torch.Tensor:
     """(2T, 2T) bool: True where token i (audio steps 0..T-1, then code steps 0..T-1) may attend to token j."""
     step = torch.arange(2 * steps, device=device) % steps

@@ -162,3 +162,21 @@ def test_reads_reward_of_d3rlpy_and_users_agents(agent_workspace):
 
     assert [UserAgent(c(), "u", 4).reads_reward for c in (Plain, Listens, Says)] == [False, True, False]
     assert not UserAgent(Plain(), "u", 4).batched
+
+
+def test_gpt_lockstep_only_where_its_products_are_exact(agent_workspace, monkeypatch):
+    """The lock-step GPT path is taken only where this machine's per-episode products are checked exact; where the
+    check fails the clips are rolled out one at a time (same codes), not in lock-step with other roundings."""
+    import racer_agents.agent as agent_module
+    from racer_agents.gpt import per_episode_step_is_exact, whole_batch_linear
+
+    agent = load_agent(agent_workspace, "racer-cql")
+    assert per_episode_step_is_exact(agent.model) and agent.batched
+    monkeypatch.setattr(agent_module, "per_episode_step_is_exact", lambda model: False)
+    refused = load_agent(agent_workspace, "racer-cql")
+    assert not refused.batched
+    env, ids = _env(agent_workspace)
+    _assert_same(rollout_clips(env, agent, ids), rollout_clips(env, refused, ids))
+    monkeypatch.setattr("racer_agents.gpt.per_episode_linear",  # products off in the last bit: the check sees it
+                        lambda layer, x: whole_batch_linear(layer, x) * (1.0 + 2.0 ** -20))
+    assert not per_episode_step_is_exact(agent.model)
