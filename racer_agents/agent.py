@@ -9,6 +9,15 @@ An agent is reset at the start of an episode and then asked for one code per ste
 
 ``act`` takes the environment's Dict observation. GPT agents keep the episode in a key/value cache (they read
 the newest audio token and code from each observation); d3rlpy agents act on the observation alone.
+
+Evaluation rollouts (:func:`racer_agents.evaluate.rollout_clips`) read two more attributes of an agent:
+
+* ``reads_reward``: whether the agent needs each step's reward (``observe_reward``) before its next choice. Only
+  then are the clip's steps scored one at a time; for every other agent the codes are rolled out first and all of
+  a clip's reward windows scored in a few batched calls.
+* ``batched``: whether the agent steps many episodes together (``reset_batch(n)``, then
+  ``act_batch(observations, episodes)`` once per step), so that evaluation rolls out many clips in lock-step. An
+  agent that does not (the default) is rolled out one clip at a time.
 """
 
 from __future__ import annotations
@@ -16,12 +25,13 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from racer_agents.gpt import GestureGPT, GPTConfig
+from racer_agents.gpt import GestureGPT, GPTConfig, per_episode_linear, per_episode_step_is_exact
 from racer_agents.segments import audio_tokens
 from racer_env.checkpoint import CheckpointError, check_corpus_match, load_checkpoint
 from racer_env.corpus.store import Corpus
@@ -36,11 +46,29 @@ class Agent(ABC):
     ``obs_cfg`` is the observation shape the agent was trained with (environments and rollouts are built with
     it); ``observe_reward`` is called with each step's reward (decision transformers condition on it; the
     others ignore it).
+
+    ``reads_reward`` says whether the agent needs that reward before its next choice (default False; True for a
+    subclass that overrides ``observe_reward`` without saying, so that an agent written before the attribute
+    existed keeps getting every reward in time). ``batched`` says whether it implements ``reset_batch`` and
+    ``act_batch`` (default False: rollouts step one episode at a time).
     """
 
     name: str = "agent"
     n_codes: int
     obs_cfg: ObservationConfig = ObservationConfig()
+    #: True: evaluation hands each step's reward to ``observe_reward`` before the next ``act`` (the step-by-step
+    #: rollout); False: the reward is not read, so a clip's rewards are scored together after its codes.
+    reads_reward: bool = False
+    #: True: the agent implements ``reset_batch`` / ``act_batch`` and evaluation rolls clips out in lock-step.
+    batched: bool = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A subclass that overrides ``observe_reward`` but does not set ``reads_reward`` is taken to read it: the
+        conservative choice (its rollouts stay step by step, as before the attribute existed)."""
+        super().__init_subclass__(**kwargs)
+        defines = [k.__dict__ for k in cls.__mro__ if k is not Agent and issubclass(k, Agent)]
+        if any("observe_reward" in d for d in defines) and not any("reads_reward" in d for d in defines):
+            cls.reads_reward = True
 
     def reset(self) -> None:
         """Forget the previous episode."""
@@ -52,9 +80,24 @@ class Agent(ABC):
     def observe_reward(self, reward: float) -> None:
         """The reward of the step just taken."""
 
+    def reset_batch(self, n: int) -> None:
+        """Start ``n`` episodes stepped together (agents with ``batched = True``; episodes are numbered 0 .. n-1)."""
+        raise NotImplementedError(f"agent {self.name} does not step episodes in batches (batched = False)")
+
+    def act_batch(self, observations: Sequence[dict], episodes: Sequence[int]) -> list[int]:
+        """The next code of each running episode: ``observations[i]`` is episode ``episodes[i]``'s observation.
+
+        ``episodes`` lists the episodes still running, in increasing order; an episode missing from a call has
+        ended and is not asked again. Each code must be the one ``act`` would choose in that episode alone.
+        """
+        raise NotImplementedError(f"agent {self.name} does not step episodes in batches (batched = False)")
+
 
 class RandomAgent(Agent):
-    """Uniformly random codes (the paper's lower reference)."""
+    """Uniformly random codes (the paper's lower reference).
+
+    Not batched: its one generator draws the clips' codes in clip order, step by step, and a lock-step rollout
+    would interleave the clips' draws (other codes for the same seed)."""
 
     def __init__(self, n_codes: int, seed: int = 0) -> None:
         self.name, self.n_codes = "random", n_codes
@@ -70,6 +113,13 @@ class GPTAgent(Agent):
     When the episode outgrows the context (``max_steps`` steps) the cache is rebuilt from the newest
     ``max_steps // 2`` steps, so memory and per-step cost stay bounded however long the episode is.
     ``use_cache=False`` recomputes the whole context every step instead (same outputs; for benchmarks).
+
+    Batched (``reset_batch`` / ``act_batch``) on the CPU with the cache: B episodes share one cache of batch B,
+    one ``model.step`` per step with per-episode matrix products (:func:`racer_agents.gpt.per_episode_linear`), so
+    every episode's outputs, and codes, are bit for bit those of the episode stepped alone (checked on this
+    machine before the first lock-step rollout); the cache slide at ``max_steps`` re-primes each episode with its
+    own one-episode ``prefill``. Elsewhere (no cache; a GPU, whose kernels are not checked for that identity; a
+    machine where the check fails) one episode at a time.
     """
 
     def __init__(self, model: GestureGPT, obs_cfg: ObservationConfig, name: str = "gpt",
@@ -79,6 +129,7 @@ class GPTAgent(Agent):
         self.use_cache = use_cache
         self.name, self.n_codes = name, model.cfg.n_codes
         self.device = next(model.parameters()).device
+        self._exact_products: dict[int, bool] = {}  # torch threads -> per_episode_step_is_exact here
         self.reset()
 
     def reset(self) -> None:
@@ -113,10 +164,82 @@ class GPTAgent(Agent):
         prev = torch.stack([c for _, c in self.window])[None]
         return self.model(audio, prev)[0, -1]
 
+    def _audio_token(self, observation: dict) -> torch.Tensor:
+        """(audio_dim,) the observation's newest audio token."""
+        return torch.from_numpy(audio_tokens(np.asarray(observation["audio"]), self.obs_cfg).astype(np.float32))
+
     def act(self, observation: dict) -> int:
-        audio = torch.from_numpy(audio_tokens(np.asarray(observation["audio"]), self.obs_cfg).astype(np.float32))
+        audio = self._audio_token(observation)
         prev = torch.as_tensor(int(observation["codes"][-1]), dtype=torch.long)
         return int(self.step_q(audio.to(self.device), prev.to(self.device)).argmax())
+
+    # -- lock-step episodes ------------------------------------------------------------------------------------
+    @property
+    def batched(self) -> bool:
+        """Lock-step rollouts: with the cache, on the CPU, and where this machine's per-episode products are checked
+        to give the one-episode outputs bit for bit (:func:`racer_agents.gpt.per_episode_step_is_exact`, once per
+        thread count). Otherwise the clips are rolled out one at a time: the same codes, without lock-step."""
+        if not (self.use_cache and self.device.type == "cpu"):
+            return False
+        threads = torch.get_num_threads()
+        if threads not in self._exact_products:
+            self._exact_products[threads] = per_episode_step_is_exact(self.model)
+        return self._exact_products[threads]
+
+    def reset_batch(self, n: int) -> None:
+        """Start ``n`` episodes: one empty cache of batch ``n``, each episode's own recent steps."""
+        self.batch_caches: list[dict] = [{} for _ in self.model.blocks]
+        self.batch_position = 0  # steps in the cache: the same for every running episode (they start together)
+        self.batch_rows: list[int] = list(range(n))  # the episode of each cache row
+        self.batch_recent: list[deque] = [deque(maxlen=self.model.cfg.max_steps // 2) for _ in range(n)]
+
+    def act_batch(self, observations: Sequence[dict], episodes: Sequence[int]) -> list[int]:
+        """Greedy codes of the running ``episodes``, one ``model.step`` for all of them."""
+        self._keep_rows(list(episodes))
+        audio = torch.stack([self._audio_token(o) for o in observations]).to(self.device)  # (B, audio_dim)
+        prev = torch.as_tensor([int(o["codes"][-1]) for o in observations], dtype=torch.long).to(self.device)  # (B,)
+        return [int(c) for c in self.step_q_batch(audio, prev).argmax(1)]
+
+    def _keep_rows(self, episodes: list[int]) -> None:
+        """Drop the cache rows of the episodes that have ended (those missing from ``episodes``)."""
+        if episodes == self.batch_rows:
+            return
+        row = {e: i for i, e in enumerate(self.batch_rows)}
+        keep = [row.get(e, -1) for e in episodes]
+        if min(keep, default=0) < 0 or keep != sorted(keep):
+            raise RacerError(f"agent {self.name}: act_batch for episodes {episodes}, but the running ones are "
+                             f"{self.batch_rows} (an ended episode cannot come back; the order is increasing)")
+        index = torch.as_tensor(keep, dtype=torch.long, device=self.device)
+        for cache in self.batch_caches:
+            for key in cache:
+                cache[key] = cache[key].index_select(0, index)  # (B', H, tokens, hd)
+        self.batch_recent = [self.batch_recent[i] for i in keep]
+        self.batch_rows = episodes
+
+    @torch.no_grad()
+    def step_q_batch(self, audio: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """:meth:`step_q` of B episodes at once: audio (B, audio_dim), previous codes (B,) -> outputs (B, N)."""
+        if self.batch_position == self.model.cfg.max_steps:  # slide, as step_q: each episode re-primed alone
+            self.batch_caches = self._prefilled_caches()
+            self.batch_position = len(self.batch_recent[0])
+        out = self.model.step(audio, prev, self.batch_caches, self.batch_position, per_episode_linear)  # (B, N)
+        self.batch_position += 1
+        for recent, a, c in zip(self.batch_recent, audio, prev):
+            recent.append((a, c))
+        return out
+
+    def _prefilled_caches(self) -> list[dict]:
+        """The batch cache re-primed with each episode's newest steps: one ``prefill`` per episode, exactly the
+        one-episode call of :meth:`step_q` (a slide is one step in ``max_steps // 2``), rows joined after."""
+        per_episode = []
+        for recent in self.batch_recent:
+            caches: list[dict] = [{} for _ in self.model.blocks]
+            audio = torch.stack([a for a, _ in recent])[None]  # (1, max_steps // 2, audio_dim)
+            prev = torch.stack([c for _, c in recent])[None]  # (1, max_steps // 2)
+            self.model.prefill(audio, prev, caches)
+            per_episode.append(caches)
+        return [{key: torch.cat([caches[layer][key] for caches in per_episode])  # (B, H, tokens, hd)
+                 for key in per_episode[0][layer]} for layer in range(len(self.model.blocks))]
 
 
 class D3rlpyAgent(Agent):
@@ -139,6 +262,11 @@ class D3rlpyAgent(Agent):
             self._wrapper = self.algo.as_stateful_wrapper(
                 target_return=self.target_return or 0.0,
                 action_sampler=d3rlpy.algos.GreedyTransformerActionSampler())
+
+    @property
+    def reads_reward(self) -> bool:
+        """Decision transformers condition on the last reward; other algorithms ignore it."""
+        return type(self.algo).__name__ == "DiscreteDecisionTransformer"
 
     def observe_reward(self, reward: float) -> None:
         """Decision transformers condition on the last reward; other algorithms ignore it."""

@@ -73,6 +73,15 @@ class UserAgent(Agent):
         self.inner, self.name, self.n_codes = inner, name, n_codes
         self.obs_cfg = getattr(inner, "obs_cfg", ObservationConfig())
 
+    @property
+    def reads_reward(self) -> bool:
+        """The user's class's own ``reads_reward`` if it sets one; else True when it has ``observe_reward`` (it may
+        condition on each step's reward: the step-by-step rollout, as before the attribute existed), False when it
+        has none. Users' agents are rolled out one clip at a time (``batched`` False)."""
+        if hasattr(self.inner, "reads_reward"):
+            return bool(self.inner.reads_reward)
+        return callable(getattr(self.inner, "observe_reward", None))
+
     def reset(self) -> None:
         if hasattr(self.inner, "reset"):
             self.inner.reset()

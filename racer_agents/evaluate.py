@@ -37,7 +37,15 @@ from racer_agents.generate import decode_long
 from racer_agents.retrieval import NearestNeighbourAgent
 from racer_env.corpus.store import Clip, Corpus
 from racer_env.dataset.builder import normalised_score, reference_scores
-from racer_env.envs.episode_data import ObservationConfig, load_env_data, reward_input, rollout_codes
+from racer_env.envs.episode_data import (
+    ClipData,
+    EnvData,
+    ObservationConfig,
+    load_env_data,
+    reward_input,
+    rollout_codes,
+    rollout_codes_batch,
+)
 from racer_env.envs.gesture import GestureSynthesisEnv
 from racer_env.errors import RacerError
 from racer_env.metrics import fgd as fgd_mod
@@ -96,11 +104,51 @@ def positions(skeleton, rotations: np.ndarray) -> np.ndarray:
     return skeleton.positions(rotations)
 
 
+#: reward windows scored per batched call of a deferred rollout (bounds the memory of one call)
+REWARD_CHUNK = 256
+#: clips rolled out together in lock-step by a batched agent (bounds the batch of its cache and products)
+MAX_LOCKSTEP = 64
+
+
 def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[np.ndarray, float]:
-    """(codes a_0..a_L-1, mean reward) of the agent on a whole clip: the rollout the environment would step
-    (``racer_env.envs.episode_data.rollout_codes``), each step scored with the environment's reward and handed to
-    the agent before its next choice."""
-    data, clip = env.data, env.data.clip(clip_id)
+    """(codes a_0..a_L-1, mean reward) of the agent on a whole clip: :func:`rollout_clips` of one clip."""
+    return rollout_clips(env, agent, [clip_id])[0]
+
+
+def rollout_clips(env: GestureSynthesisEnv, agent: Agent, clip_ids: list[str],
+                  batched: bool = True) -> list[tuple[np.ndarray, float]]:
+    """(codes a_0..a_L-1, mean reward) of the agent on each whole clip: the rollout the environment would step
+    (``racer_env.envs.episode_data.rollout_codes``, a_0 = the clip's first ground-truth code), each step scored with
+    the environment's reward.
+
+    The path depends on the agent (``batched=False``: the step-by-step path for every agent, the reference the
+    others are tested against):
+
+    * ``agent.reads_reward`` (decision transformers): step by step, one clip after the other, each step's reward
+      scored alone and handed to ``observe_reward`` before the next choice;
+    * else ``agent.batched`` (GPT agents on the CPU, the nearest-neighbour lookup): the clips in lock-step
+      (:func:`racer_env.envs.episode_data.rollout_codes_batch`, up to :data:`MAX_LOCKSTEP` at a time), then every
+      step's reward scored in batched calls (:func:`episode_rewards`);
+    * else (random codes, users' agents): the codes of one clip after the other, then the rewards batched.
+
+    An agent that does not read the reward is not handed it (``observe_reward`` is not called on the batched
+    paths).
+
+    Every path gives the same codes, and the same rewards to float rounding (a batch of windows rounds otherwise
+    than one window; ``tests/test_batched_rollout.py`` bounds the mean rewards' difference by 1e-6).
+    """
+    data = env.data
+    clips = [data.clip(c) for c in clip_ids]
+    if not batched or agent.reads_reward:
+        return [_rollout_step_by_step(env, agent, clip) for clip in clips]
+    codes = _lockstep_codes(env, agent, clips) if agent.batched else [_clip_codes(env, agent, c) for c in clips]
+    rewards = episode_rewards(data, env.reward, clips, codes)
+    return [(c, float(np.mean(r))) for c, r in zip(codes, rewards)]
+
+
+def _rollout_step_by_step(env: GestureSynthesisEnv, agent: Agent, clip: ClipData) -> tuple[np.ndarray, float]:
+    """One clip, each step scored alone and handed to the agent before its next choice."""
+    data = env.data
     rewards: list[float] = []
 
     def score(history: np.ndarray) -> None:
@@ -113,6 +161,42 @@ def rollout_clip(env: GestureSynthesisEnv, agent: Agent, clip_id: str) -> tuple[
     actions = rollout_codes(agent.act, clip, 0, clip.n_codes - 1, first, agent.obs_cfg, data.n_codes, on_step=score,
                             agent=agent.name)
     return np.concatenate([[first], actions]).astype(np.int64), float(np.mean(rewards))
+
+
+def _clip_codes(env: GestureSynthesisEnv, agent: Agent, clip: ClipData) -> np.ndarray:
+    """(L,) codes a_0..a_L-1 of one episode of the agent on the clip, without rewards."""
+    agent.reset()
+    first = int(clip.codes[0])
+    actions = rollout_codes(agent.act, clip, 0, clip.n_codes - 1, first, agent.obs_cfg, env.data.n_codes,
+                            agent=agent.name)
+    return np.concatenate([[first], actions]).astype(np.int64)
+
+
+def _lockstep_codes(env: GestureSynthesisEnv, agent: Agent, clips: list[ClipData]) -> list[np.ndarray]:
+    """(L,) codes of each clip, the clips rolled out together, :data:`MAX_LOCKSTEP` at a time."""
+    out = []
+    for lo in range(0, len(clips), MAX_LOCKSTEP):
+        group = clips[lo:lo + MAX_LOCKSTEP]
+        firsts = [int(c.codes[0]) for c in group]
+        agent.reset_batch(len(group))
+        actions = rollout_codes_batch(agent.act_batch, group, firsts, agent.obs_cfg, env.data.n_codes, agent.name)
+        out += [np.concatenate([[f], a]).astype(np.int64) for f, a in zip(firsts, actions)]
+    return out
+
+
+def episode_rewards(data: EnvData, kind: str, clips: list[ClipData], codes: list[np.ndarray],
+                    chunk: int = REWARD_CHUNK) -> list[np.ndarray]:
+    """(L - 1,) rewards r_1 .. r_{L-1} of each clip's episode a_0 .. a_{L-1} = ``codes[i]``, as the environment
+    scores each step (the last W codes up to the step, fewer at the start, and their audio or motion), the windows
+    of all the clips scored ``chunk`` at a time (built chunk by chunk: the memory stays that of one chunk)."""
+    steps = [(i, t) for i, c in enumerate(codes) for t in range(1, len(c))]
+    flat = np.zeros(len(steps), dtype=np.float64)
+    for lo in range(0, len(steps), chunk):
+        windows = [reward_input(kind, clips[i], 0, codes[i][:t + 1], data.scorer.window_codes, data.frames_per_code)
+                   for i, t in steps[lo:lo + chunk]]
+        flat[lo:lo + len(windows)] = data.rewards(windows, kind)
+    bounds = np.cumsum([0] + [len(c) - 1 for c in codes])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 @torch.no_grad()
@@ -273,21 +357,41 @@ def evaluate_systems(ws: Workspace, corpus: Corpus, clips: list[Clip], systems: 
     return out, per_clip, ref
 
 
+def rolled_out_once(env: GestureSynthesisEnv, agent: Agent,
+                    clip_ids: list[str]) -> Callable[[str], tuple[np.ndarray, float]]:
+    """clip id -> (codes, mean reward) of ``agent`` on that clip, all of ``clip_ids`` rolled out together by
+    :func:`rollout_clips` when the first is asked for (so that a system evaluated clip by clip still gets the
+    batched rollouts); each result is handed out once."""
+    results: dict[str, tuple[np.ndarray, float]] = {}
+
+    def result(clip_id: str) -> tuple[np.ndarray, float]:
+        if not results:
+            results.update(zip(clip_ids, rollout_clips(env, agent, clip_ids)))
+        return results.pop(clip_id)
+
+    return result
+
+
 def _system_output(ws: Workspace, corpus: Corpus, agent: Agent | None, split: str, vqvae, name: str, videos: int,
-                   device: str, pending_videos: dict[str, list[tuple[Clip, np.ndarray]]]) -> SystemOutput:
-    """What ``racer evaluate`` makes of a clip with ``agent`` (None: the corpus motion itself): the agent rolled out
-    in an environment with its own observation shape, its codes decoded; the first ``videos`` clips' motions are
-    added to ``pending_videos`` (system -> [(clip, rotations)]) for :func:`write_videos`."""
+                   device: str, pending_videos: dict[str, list[tuple[Clip, np.ndarray]]],
+                   clips: list[Clip]) -> SystemOutput:
+    """What ``racer evaluate`` makes of a clip of ``clips`` with ``agent`` (None: the corpus motion itself): the
+    agent rolled out in an environment with its own observation shape (every clip at the first one's turn, see
+    :func:`rolled_out_once`), its codes decoded; the first ``videos`` clips' motions are added to ``pending_videos``
+    (system -> [(clip, rotations)]) for :func:`write_videos`."""
     obs_cfg = agent.obs_cfg if agent is not None else ObservationConfig()
     env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=obs_cfg.past,
                               lookahead=obs_cfg.lookahead, history=obs_cfg.history, device=device)
+    rolled_out = rolled_out_once(env, agent, [c.id for c in clips]) if agent is not None else None
 
     def output(i: int, clip: Clip) -> tuple[np.ndarray, float]:
         if agent is None:
             return clip.rotations, motion_reward(env.data.scorer, clip.rotations, clip.audio, corpus)
-        if isinstance(agent, _GroundTruthCodes):
+        if isinstance(agent, _GroundTruthCodes):  # replays the clip it is given: one clip at a time
             agent.codes = env.data.clip(clip.id).codes
-        codes, reward = rollout_clip(env, agent, clip.id)
+            codes, reward = rollout_clip(env, agent, clip.id)
+        else:
+            codes, reward = rolled_out(clip.id)
         rotations = decode_long(vqvae, codes, corpus)
         if i < videos:
             pending_videos.setdefault(name, []).append((clip, rotations))
@@ -318,7 +422,7 @@ def evaluate(workspace: str | Workspace, agents: list[str | Agent] | None = None
         extractor = None  # another joint layout: only raw-space FGD
     vqvae = load_env_data(str(ws.root), device).scorer.vqvae
     pending_videos: dict[str, list[tuple[Clip, np.ndarray]]] = {}  # written together at the end
-    outputs = {name: _system_output(ws, corpus, agent, split, vqvae, name, videos, device, pending_videos)
+    outputs = {name: _system_output(ws, corpus, agent, split, vqvae, name, videos, device, pending_videos, clips)
                for name, agent in systems.items()}
     out, per_clip, ref = evaluate_systems(ws, corpus, clips, outputs, extractor=extractor, sigma=sigma,
                                           tolerance=tolerance, seed=seed, bootstrap=bootstrap, progress=progress)
@@ -419,8 +523,8 @@ class Validation:
         "valid/stroke_f1", "valid/nod_f1" where the corpus is annotated}."""
         results = []
         returns = []
-        for i, clip in enumerate(self.clips):
-            codes, reward = rollout_clip(self.env, agent, clip.id)
+        rolled_out = rollout_clips(self.env, agent, [c.id for c in self.clips])  # batched where the agent allows
+        for i, (clip, (codes, reward)) in enumerate(zip(self.clips, rolled_out)):
             returns.append(reward * (len(codes) - 1))  # (mean reward per step -> the episode's return)
             rotations = decode_long(self.vqvae, codes, self.corpus)
             motion = positions(clip.skeleton, rotations)

@@ -13,6 +13,7 @@ codes before t.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -43,6 +44,51 @@ GPT_PRESETS: dict[str, dict] = {
 }
 
 
+#: how a block applies one of its linear layers to activations (B, n, in) -> (B, n, out)
+Linear = Callable[[nn.Linear, torch.Tensor], torch.Tensor]
+
+
+def whole_batch_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``: one matrix product over the whole batch (training, whole segments, one episode)."""
+    return layer(x)
+
+
+def per_episode_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` computed episode by episode in one batched call: x (B, n, in) -> (B, n, out), one
+    (n, in) @ (in, out) product per episode.
+
+    Why: one product over all B * n rows rounds differently from the B products of n rows that B episodes stepped
+    one at a time compute (the BLAS picks its kernel by the row count), so a greedy argmax over near-tied outputs could
+    choose another code. A batch of per-episode products gives, row for row, what ``layer(x[b:b + 1])`` gives (checked
+    bit for bit by ``tests/test_batched_rollout.py``), which lets lock-step rollouts reproduce one-by-one codes.
+    """
+    b, n, d_in = x.shape
+    d_out = layer.out_features
+    weight = layer.weight.t().expand(b, d_in, d_out)  # (B, in, out), no copy
+    return torch.baddbmm(layer.bias.expand(b, n, d_out), x, weight)  # (B, n, out)
+
+
+@torch.no_grad()
+def per_episode_step_is_exact(model: GestureGPT, episodes: int = 5, steps: int = 3) -> bool:
+    """Whether ``model.step`` of B episodes with :func:`per_episode_linear` gives, bit for bit, what each episode
+    stepped alone gives on this machine (its BLAS, its thread count), on random inputs: the kernels a product runs
+    are chosen by its shapes and the threads, not by the values, and a lock-step step has no other shapes. The
+    model must be in eval mode."""
+    gen = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    audio = torch.randn(steps, episodes, model.cfg.audio_dim, generator=gen).to(device)  # (steps, B, audio_dim)
+    prev = torch.randint(0, model.cfg.n_codes, (steps, episodes), generator=gen).to(device)  # (steps, B)
+    together: list[dict] = [{} for _ in model.blocks]
+    alone: list[list[dict]] = [[{} for _ in model.blocks] for _ in range(episodes)]
+    for t in range(steps):
+        out = model.step(audio[t], prev[t], together, t, per_episode_linear)  # (B, N)
+        for b in range(episodes):  # as GPTAgent.step_q feeds one episode: fresh (1, audio_dim) and (1,) tensors
+            one = model.step(audio[t, b].clone()[None], prev[t, b].clone()[None], alone[b], t)[0]  # (N,)
+            if not torch.equal(out[b], one):
+                return False
+    return True
+
+
 def block_mask(steps: int, device=None) -> torch.Tensor:
     """(2T, 2T) bool: True where token i (audio steps 0..T-1, then code steps 0..T-1) may attend to token j."""
     step = torch.arange(2 * steps, device=device) % steps
@@ -57,9 +103,10 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict | None = None,
+                linear: Linear = whole_batch_linear) -> torch.Tensor:
         b, n, e = x.shape
-        q, k, v = self.qkv(x).split(e, dim=2)
+        q, k, v = linear(self.qkv, x).split(e, dim=2)
         q, k, v = (t.view(b, n, self.n_head, e // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, n, hd)
         if cache is not None:  # incremental: new tokens attend to everything cached plus themselves
             if "k" in cache:
@@ -67,7 +114,7 @@ class SelfAttention(nn.Module):
             cache["k"], cache["v"] = k, v
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(b, n, e))
+        return linear(self.proj, y.transpose(1, 2).reshape(b, n, e))
 
 
 class Block(nn.Module):
@@ -78,9 +125,13 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd),
                                  nn.Dropout(cfg.dropout))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), mask, cache)
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict | None = None,
+                linear: Linear = whole_batch_linear) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask, cache, linear)
+        if linear is whole_batch_linear:
+            return x + self.mlp(self.ln2(x))
+        fc, act, out, drop = self.mlp  # the same layers, each product taken as ``linear`` says
+        return x + drop(linear(out, act(linear(fc, self.ln2(x)))))
 
 
 class GestureGPT(nn.Module):
@@ -108,12 +159,13 @@ class GestureGPT(nn.Module):
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
-    def _tokens(self, audio: torch.Tensor, prev_codes: torch.Tensor, offset: int) -> torch.Tensor:
+    def _tokens(self, audio: torch.Tensor, prev_codes: torch.Tensor, offset: int,
+                linear: Linear = whole_batch_linear) -> torch.Tensor:
         t = audio.shape[1]
         if offset + t > self.cfg.max_steps:
             raise ValueError(f"at most {self.cfg.max_steps} steps fit the context, got {offset + t}")
         pos = self.pos[offset:offset + t]  # (T, E)
-        a = self.audio_in(audio) + pos + self.stream[0]  # (B, T, E)
+        a = linear(self.audio_in, audio) + pos + self.stream[0]  # (B, T, E)
         c = self.code_in(prev_codes) + pos + self.stream[1]  # (B, T, E)
         return self.drop(torch.cat([a, c], dim=1))  # (B, 2T, E)
 
@@ -143,16 +195,22 @@ class GestureGPT(nn.Module):
             x = block(x, mask, cache)
         return self.head(self.ln_f(x[:, t:]))
 
-    def step(self, audio: torch.Tensor, prev_code: torch.Tensor, caches: list[dict], position: int) -> torch.Tensor:
+    def step(self, audio: torch.Tensor, prev_code: torch.Tensor, caches: list[dict], position: int,
+             linear: Linear = whole_batch_linear) -> torch.Tensor:
         """One more step with a key/value cache: audio (B, audio_dim), prev_code (B,) -> (B, N).
 
         ``caches`` holds one dict per layer (start with ``[{} for _ in range(n_layer)]``); ``position`` is the
         number of steps already in the cache. Equal to ``forward`` on the whole prefix, at a fraction of the cost.
+        ``linear=per_episode_linear`` steps B episodes so that each row is bit for bit what stepping that episode
+        alone (B = 1) gives (lock-step evaluation rollouts).
         """
-        x = self._tokens(audio[:, None], prev_code[:, None], position)  # (B, 2, E): audio and code of this step
+        x = self._tokens(audio[:, None], prev_code[:, None], position, linear)  # (B, 2, E): this step's audio, code
         for block, cache in zip(self.blocks, caches):
-            x = block(x, None, cache)  # every cached token is of an earlier step: nothing to mask
-        return self.head(self.ln_f(x[:, 1]))
+            x = block(x, None, cache, linear)  # every cached token is of an earlier step: nothing to mask
+        h = self.ln_f(x[:, 1])  # (B, E): the code token of this step
+        if linear is whole_batch_linear:
+            return self.head(h)  # (B, N)
+        return linear(self.head, h[:, None])[:, 0]  # (B, N), as B separate one-row products
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -326,7 +326,7 @@ def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, hor
     ``ref_scores``) the normalised score of the clips' mean return (0: random codes, 100: the human speaker's
     codes) on whole validation clips."""
     from racer_agents.agent import GPTAgent
-    from racer_agents.evaluate import clip_audio_beats, positions, rollout_clip
+    from racer_agents.evaluate import clip_audio_beats, positions, rollout_clips
     from racer_agents.generate import decode_long
     from racer_env.corpus.store import Corpus
     from racer_env.envs.gesture import GestureSynthesisEnv
@@ -341,8 +341,8 @@ def evaluate_greedy(model: GestureGPT, eval_envs: GestureSynthesisVectorEnv, hor
                               lookahead=obs_cfg.lookahead, history=obs_cfg.history, reward=reward)
     agent = GPTAgent(model, obs_cfg)
     scores, mean_rewards, returns = [], [], []
-    for clip in corpus.clips("valid"):
-        codes, mean_reward = rollout_clip(env, agent, clip.id)
+    clips = corpus.clips("valid")
+    for clip, (codes, mean_reward) in zip(clips, rollout_clips(env, agent, [c.id for c in clips])):
         motion = positions(clip.skeleton, decode_long(env.data.scorer.vqvae, codes, corpus))
         scores.append(pmb(motion_beats(motion, corpus.fps), clip_audio_beats(clip, corpus), 0.2))
         mean_rewards.append(mean_reward)

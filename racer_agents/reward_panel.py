@@ -38,7 +38,7 @@ from racer_agents.evaluate import (
     evaluate_systems,
     motion_reward,
     reference_and_agents,
-    rollout_clip,
+    rolled_out_once,
 )
 from racer_agents.generate import decode_long
 from racer_env.corpus.store import Clip, Corpus
@@ -145,8 +145,10 @@ def panel_systems(ws: Workspace, corpus: Corpus, split: str, agents: list[str], 
         env = GestureSynthesisEnv(str(ws.root), split=split, segment_codes=None, past=cfg.past,
                                   lookahead=cfg.lookahead, history=cfg.history, device=device)
 
+        rolled = rolled_out_once(env, agent, clip_ids)  # every clip of the split at the first one's turn, batched
+
         def output(i: int, clip: Clip) -> tuple[np.ndarray, float]:
-            codes, reward = rollout_clip(env, agent, clip.id)
+            codes, reward = rolled(clip.id)
             return decode_long(vqvae, codes, corpus), reward
         return output
 

@@ -304,6 +304,32 @@ def rollout_codes(policy: Callable[[dict], int], clip: ClipData, start: int, hor
     return np.array(chosen, dtype=np.int64).reshape(horizon)
 
 
+def rollout_codes_batch(act_batch: Callable[[list[dict], list[int]], list], clips: list[ClipData],
+                        first_codes: list[int], cfg: ObservationConfig, n_codes: int,
+                        agent: str = "policy") -> list[np.ndarray]:
+    """:func:`rollout_codes` of whole clips in lock-step: at step t every clip still running (more than t codes
+    to choose after its a_0) is one episode of the batch, and ``act_batch(observations, episodes)`` chooses all of
+    their codes at once. Each episode sees exactly the observations :func:`rollout_codes` shows it (the clip from
+    step 0, a_0 = ``first_codes[i]``); an episode that has chosen all its codes drops out of the batch (the
+    episodes of a call are in increasing order). Each code is checked as it is chosen. Returns each clip's
+    (L - 1,) codes."""
+    histories = [deque([int(first)], maxlen=cfg.history) for first in first_codes]  # the codes an observation shows
+    chosen: list[list[int]] = [[] for _ in clips]
+    horizons = [clip.n_codes - 1 for clip in clips]
+    for t in range(max(horizons, default=0)):
+        running = [i for i, h in enumerate(horizons) if h > t]
+        observations = [observation(clips[i], t + 1 - len(histories[i]), np.fromiter(histories[i], dtype=np.int64),
+                                    cfg, n_codes) for i in running]
+        actions = act_batch(observations, running)
+        if len(actions) != len(running):
+            raise RacerError(f"agent {agent}: act_batch returned {len(actions)} codes for {len(running)} episodes")
+        for i, action in zip(running, actions):
+            code = checked_action(action, n_codes, t, agent)
+            histories[i].append(code)
+            chosen[i].append(code)
+    return [np.array(c, dtype=np.int64).reshape(h) for c, h in zip(chosen, horizons)]
+
+
 def reward_window(clip: ClipData, start: int, history: np.ndarray, window: int,
                   frames_per_code: int) -> tuple[np.ndarray, np.ndarray]:
     """The last ``window`` codes of the episode (fewer at its start) and the raw audio of the same frames."""
