@@ -185,7 +185,7 @@ def _yes(ok: bool) -> str:
 
 
 def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.0f}"
+    return "n/a" if v is None else f"{v:.1f}"
 
 
 def main_table(report: dict) -> list[str]:
