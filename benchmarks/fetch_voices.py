@@ -106,7 +106,7 @@ VOICES: tuple[Voice, ...] = (
 
 
 def run(cmd: list[str], cwd: Path | None = None) -> str:
-    """Run ``cmd``; its stdout, or a SystemExit naming the command and its stderr."""
+    """Run ``cmd``; its stdout, or a RuntimeError naming the command and the end of its stderr."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
