@@ -10,7 +10,7 @@ text-to-speech engines Debian packages:
   alsa-utils (Debian; the spoken channel names of ``speaker-test``, GPL-2, joined into one recording with 0.6-s
   pauses between the words, since each word alone is 1.5 s);
 * text-to-speech: espeak-ng (formant synthesis; US and British English, a female variant, a slow and a fast
-  rate) and flite (four voices: kal and awb are diphone voices, rms and slt are clustergen voices).
+  rate) and flite (four voices: kal is a diphone voice at 8 kHz, awb, rms and slt are clustergen voices).
 
 Each file is written as ``<name>.wav`` (the recorded ones with their bytes as published) with a manifest,
 ``manifest.json``: per file its source (package, version, path in the package or the synthesis command),
@@ -87,7 +87,7 @@ VOICES: tuple[Voice, ...] = (
           "MIT (pyannote.audio test data; its RTTM names AMI meeting-corpus speakers, AMI is CC BY 4.0)",
           "pyannote.audio test data dev00.wav (meeting excerpt)", ("pyannote_audio-4.0.7/tests/data/dev00.wav",),
           "4.0.7", sdist=True),
-    Voice("alsa_channel_words", "concat_deb", "alsa-utils", "GPL-2+ (alsa-utils)",
+    Voice("alsa_channel_words", "concat_deb", "alsa-utils", "GPL-2 (alsa-utils; Debian copyright file, Files: *)",
           f"alsa-utils speaker-test words, {len(ALSA_WORDS)} joined with {PAUSE_S:g}-s pauses",
           tuple(f"./usr/share/sounds/alsa/{w}.wav" for w in ALSA_WORDS)),
     Voice("espeak_en_us", "espeak-ng", "espeak-ng", "GPL-3+ program; the text is this project's",
@@ -232,11 +232,14 @@ def fetch(out: Path, only: list[str] | None = None) -> dict:
         for voice in VOICES:
             if only and voice.name not in only:
                 if voice.name in known:
-                    recordings.append(known[voice.name])
+                    old = known[voice.name]
+                    recordings.append(entry(voice, out / old["file"],
+                                            {k: old[k] for k in ("source", "paths", "text") if k in old}))
                 continue
             target = out / f"{voice.name}.wav"
-            if voice.name in known and target.is_file():
-                recordings.append(known[voice.name])
+            if voice.name in known and target.is_file():  # kept; its description and licence as written here now
+                old = known[voice.name]
+                recordings.append(entry(voice, target, {k: old[k] for k in ("source", "paths", "text") if k in old}))
                 continue
             try:
                 part = out / f".{voice.name}.partial.wav"
