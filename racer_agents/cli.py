@@ -450,7 +450,8 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
         print(f"dataset {result['dataset']}")
         if result.get("best_step") is not None:
             early = result.get("stopped_early_at")
-            print(f"kept the weights of step {result['best_step']} (best validation mean reward + sync)"
+            score = getattr(cfg, "select", "mean_reward").replace("_", " ").replace("+", " + ")
+            print(f"kept the weights of step {result['best_step']} (best validation {score})"
                   + (f"; stopped early at step {early}" if early else ""))
     if int(os.environ.get("RANK", "0")) == 0 and "transitions_per_second" in result:
         print(f"{result['transitions_per_second']:.0f} transitions/s")

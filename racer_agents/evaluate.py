@@ -497,13 +497,13 @@ class Validation:
     evaluates the agent as it is now.
     """
 
-    #: model selection maximises valid/score = valid/mean_reward + valid/sync (both defined for every corpus). The
-    #: reward alone stays flat while an over-trained agent's strokes fade (measured: bc's validation stroke F1 fell
-    #: from 0.49 to 0.37 at a constant mean reward of 0.69); sync falls with them.
-    SELECT = ("mean_reward", "sync")
-
     def __init__(self, workspace: str | Workspace, obs_cfg: ObservationConfig, split: str = "valid",
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", select: tuple[str, ...] = ("mean_reward",)) -> None:
+        """``select``: the figures (of ``mean_reward``, ``sync``; defined on every corpus) whose sum is
+        ``valid/score``, what model selection maximises (``racer_agents.train.SELECTIONS``)."""
+        if not select or set(select) - {"mean_reward", "sync"}:
+            raise RacerError(f"select must name some of mean_reward, sync; got {select!r}")
+        self.select = tuple(select)
         ws = Workspace.of(workspace)
         self.corpus = Corpus.load(ws)
         self.clips = self.corpus.clips(split)
@@ -530,7 +530,7 @@ class Validation:
             motion = positions(clip.skeleton, rotations)
             results.append(_clip_result(self.ref, i, motion, rotations, reward, self.corpus, None, 0.3, 0.2))
         out = {f"valid/{k}": float(np.mean([r.values[k] for r in results])) for k in ("mean_reward", "sync")}
-        out["valid/score"] = sum(out[f"valid/{k}"] for k in self.SELECT)
+        out["valid/score"] = sum(out[f"valid/{k}"] for k in self.select)
         out["valid/normalised_score"] = normalised_score(float(np.mean(returns)), *self.ref_scores)
         clip_rules = [r.rules for r in results if r.rules is not None]
         if clip_rules:

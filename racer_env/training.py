@@ -37,7 +37,7 @@ from racer_env.workspace import (
 BOOKKEEPING = ("checkpoint_every", "log_every", "eval_every", "agent_name")
 #: settings added after runs were made, left out of the identity at these values (what every earlier run did), so
 #: that earlier runs stay current and resumable
-LATER_SETTINGS = {"stop_score": None, "bc_episodes": "human"}
+LATER_SETTINGS = {"stop_score": None, "bc_episodes": "human", "select": "mean_reward+sync"}
 
 
 def weight_settings(config) -> dict:

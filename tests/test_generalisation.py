@@ -73,8 +73,8 @@ def test_validation_keeps_the_best_weights_and_stops_early(agent_workspace, gest
     rows = [json.loads(line) for line in (ws / "agents" / "bc-valid" / "metrics.jsonl").read_text().splitlines()]
     valid = [r for r in rows if "valid/score" in r]
     assert len(valid) >= 3
-    for r in valid:
-        assert r["valid/score"] == pytest.approx(r["valid/mean_reward"] + r["valid/sync"], abs=1e-5)
+    for r in valid:  # the default selection score: the validation mean reward
+        assert r["valid/score"] == pytest.approx(r["valid/mean_reward"], abs=1e-6)
     scores = [r["valid/score"] for r in valid]
     best = valid[int(np.argmax(scores))]["step"]
     meta, _, _ = load_checkpoint(ws / "agents" / "bc-valid" / "model.pt", "agent")
@@ -86,6 +86,29 @@ def test_validation_keeps_the_best_weights_and_stops_early(agent_workspace, gest
         assert valid[-1]["step"] == 60
     with pytest.raises(ValueError, match="valid_every >= 0"):
         agent_config_for("tiny", valid_every=-1)
+
+
+def test_the_selection_score_is_the_chosen_validation_figures(agent_workspace):
+    from racer_agents.agent import RandomAgent
+    from racer_agents.evaluate import Validation
+    from racer_agents.train import SELECTIONS
+    from racer_env.envs.episode_data import ObservationConfig
+    from racer_env.errors import RacerError
+    from racer_env.training import weight_settings
+
+    figures = {}
+    for select in SELECTIONS:
+        validation = Validation(agent_workspace, ObservationConfig(), "valid", select=SELECTIONS[select])
+        figures[select] = validation(RandomAgent(validation.env.data.n_codes, seed=0))
+    assert figures["mean_reward"]["valid/score"] == pytest.approx(figures["mean_reward"]["valid/mean_reward"])
+    both = figures["mean_reward+sync"]
+    assert both["valid/score"] == pytest.approx(both["valid/mean_reward"] + both["valid/sync"])
+    assert both["valid/sync"] != 0  # (so that the two scores differ)
+    with pytest.raises(RacerError, match="select"):
+        agent_config_for("tiny", select="sync")
+    # the new default is part of the weights' identity; the old behaviour's value is not (its weights stay current)
+    assert weight_settings(agent_config_for("tiny"))["select"] == "mean_reward"
+    assert "select" not in weight_settings(agent_config_for("tiny", select="mean_reward+sync"))
 
 
 def test_whole_clip_datasets_hold_one_episode_per_training_clip(trained_workspace, tmp_path, monkeypatch):
