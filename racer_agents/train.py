@@ -58,8 +58,9 @@ from racer_env.workspace import (
 #: The mean reward alone is the default: over the reward panel's systems on the demo's validation clips it follows
 #: stroke F1 (Spearman 0.86) where sync does not (0.18: codes a step late keep their sync), and on the validation
 #: curves of eight demo-preset runs it keeps weights of the same validation stroke F1 as mean reward + sync in five,
-#: higher in two (+0.03, +0.08; test clips of the second: 0.52 against 0.33) and lower in one (0.505 vs 0.506). Mean reward + sync was chosen before the reward saw real
-#: motion (issue 24), when the reward stayed flat while an over-trained bc's strokes faded.
+#: higher in two (+0.03, +0.08; test clips of the second: 0.52 against 0.33) and lower in one (0.505 vs 0.506).
+#: Mean reward + sync was chosen before the reward saw real motion (issue 24), when the reward stayed flat while an
+#: over-trained bc's strokes faded.
 SELECTIONS: dict[str, tuple[str, ...]] = {"mean_reward": ("mean_reward",), "mean_reward+sync": ("mean_reward", "sync")}
 
 
