@@ -156,19 +156,16 @@ def _rollout_step_by_step(env: GestureSynthesisEnv, agent: Agent, clip: ClipData
         rewards.append(float(data.rewards([window], env.reward)[0]))
         agent.observe_reward(rewards[-1])
 
-    agent.reset()
-    first = int(clip.codes[0])
-    actions = rollout_codes(agent.act, clip, 0, clip.n_codes - 1, first, agent.obs_cfg, data.n_codes, on_step=score,
-                            agent=agent.name)
-    return np.concatenate([[first], actions]).astype(np.int64), float(np.mean(rewards))
+    return _clip_codes(env, agent, clip, on_step=score), float(np.mean(rewards))
 
 
-def _clip_codes(env: GestureSynthesisEnv, agent: Agent, clip: ClipData) -> np.ndarray:
-    """(L,) codes a_0..a_L-1 of one episode of the agent on the clip, without rewards."""
+def _clip_codes(env: GestureSynthesisEnv, agent: Agent, clip: ClipData,
+                on_step: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """(L,) codes a_0..a_L-1 of one episode of the agent on the clip (``on_step``: as :func:`rollout_codes`'s)."""
     agent.reset()
     first = int(clip.codes[0])
     actions = rollout_codes(agent.act, clip, 0, clip.n_codes - 1, first, agent.obs_cfg, env.data.n_codes,
-                            agent=agent.name)
+                            on_step=on_step, agent=agent.name)
     return np.concatenate([[first], actions]).astype(np.int64)
 
 

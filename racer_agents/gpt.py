@@ -128,9 +128,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict | None = None,
                 linear: Linear = whole_batch_linear) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), mask, cache, linear)
-        if linear is whole_batch_linear:
-            return x + self.mlp(self.ln2(x))
-        fc, act, out, drop = self.mlp  # the same layers, each product taken as ``linear`` says
+        fc, act, out, drop = self.mlp  # self.mlp's layers in order, each product taken as ``linear`` says
         return x + drop(linear(out, act(linear(fc, self.ln2(x)))))
 
 
