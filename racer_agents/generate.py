@@ -10,6 +10,8 @@ Documented behaviour for edge cases:
   * audio shorter than one code step (0.4 s) -> an error;
   * any sample rate, stereo or mono -> resampled to the corpus's rate and averaged to mono;
   * a trailing part shorter than one code step is dropped (motion covers whole code steps).
+
+:mod:`racer_agents.stream` runs the same pipeline on audio that arrives in chunks (``GestureStream``).
 """
 
 from __future__ import annotations
@@ -32,11 +34,10 @@ from racer_env.errors import RacerError
 from racer_env.motion.upper_body import read_upper_body
 from racer_env.video import Take
 from racer_env.vqvae.model import VQVAE
-from racer_env.vqvae.tokenize import decode_codes, load_vqvae
+from racer_env.vqvae.tokenize import decode_codes, decoder_reach, load_vqvae
 from racer_env.workspace import Workspace, check_output_directory, remove_stale_temporaries, stage_lock
 
 DECODE_CHUNK = 256  # codes decoded at once
-DECODE_MARGIN = 4  # codes of context on each side of a chunk (the decoder's receptive field is ~3 codes)
 
 
 @dataclass
@@ -122,12 +123,15 @@ def rollout_codes(agent: Agent, clip: ClipData, first_code: int, progress: bool 
 
 
 def decode_long(vqvae: VQVAE, codes: np.ndarray, corpus: Corpus) -> np.ndarray:
-    """(L,) codes -> (8L, J, 3) rotations, decoded in overlapping chunks so memory does not grow with L."""
+    """(L,) codes -> (8L, J, 3) rotations, decoded in overlapping chunks so memory does not grow with L: each chunk
+    with the decoder's whole reach of codes on either side (:func:`~racer_env.vqvae.tokenize.decoder_reach`, 25
+    codes), so that the chunks give what one decode of every code would, up to float rounding."""
     fpc = corpus.frames_per_code
+    margin = decoder_reach(vqvae)
     out = []
     for a in range(0, len(codes), DECODE_CHUNK):
         b = min(a + DECODE_CHUNK, len(codes))
-        lo, hi = max(a - DECODE_MARGIN, 0), min(b + DECODE_MARGIN, len(codes))
+        lo, hi = max(a - margin, 0), min(b + margin, len(codes))
         rot = decode_codes(vqvae, codes[lo:hi], corpus.stats)  # (8 (hi-lo), J, 3)
         out.append(rot[(a - lo) * fpc:(b - lo) * fpc])
     return np.concatenate(out)

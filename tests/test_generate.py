@@ -5,11 +5,12 @@ import pytest
 import soundfile as sf
 
 from racer_agents.cli import main
-from racer_agents.generate import generate, rest_code
+from racer_agents.generate import decode_long, generate, rest_code
+from racer_agents.pretrained import pretrained_workspace
 from racer_env.audio.features import AudioError, load_audio
 from racer_env.corpus import Corpus
 from racer_env.motion.bvh import read_bvh
-from racer_env.vqvae.tokenize import load_vqvae
+from racer_env.vqvae.tokenize import decode_codes, load_vqvae
 from tests.conftest import JFK_WAV
 
 
@@ -65,3 +66,14 @@ def test_generate_command_line(agent_workspace, tmp_path, capsys):
     assert main(["generate", str(agent_workspace), "--audio", str(tmp_path / "absent.wav")]) == 2
     assert "no such audio file" in capsys.readouterr().err
     assert main(["generate", str(agent_workspace), "--audio", str(JFK_WAV), "--formats", "gif"]) == 2
+
+
+def test_decode_long_chunks_decode_as_one_call():
+    """``decode_long`` decodes 256 codes at a time with the decoder's reach on either side: the same frames as one
+    decode of every code, up to float rounding."""
+    ws = pretrained_workspace()
+    corpus = Corpus.load(ws)
+    vqvae, _, _ = load_vqvae(ws, corpus)
+    codes = np.random.default_rng(1).integers(0, vqvae.cfg.codebook_size, 300)
+    np.testing.assert_allclose(decode_long(vqvae, codes, corpus), decode_codes(vqvae, codes, corpus.stats),
+                               rtol=0, atol=1e-5)

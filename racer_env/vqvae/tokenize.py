@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from racer_env.checkpoint import load_stage_model
 from racer_env.corpus.store import Clip, Corpus, NormStats
-from racer_env.vqvae.model import VQVAE, VQVAEConfig
+from racer_env.vqvae.model import FRAMES_PER_CODE, VQVAE, ResBlock, VQVAEConfig
 from racer_env.workspace import Workspace
 
 SMOOTH_KERNEL = 5  # frames (the paper)
@@ -38,6 +38,38 @@ def gaussian_smooth(x: torch.Tensor, kernel: int = SMOOTH_KERNEL, sigma: float =
     w = torch.exp(-0.5 * (t / sigma) ** 2)
     w = (w / w.sum()).repeat(x.shape[1], 1, 1)  # (C, 1, K) depthwise
     return F.conv1d(F.pad(x, ((kernel - 1) // 2, kernel // 2), mode="replicate"), w, groups=x.shape[1])
+
+
+def decoder_reach(model: VQVAE) -> int:
+    """How many codes on either side of a code its decoded (and smoothed) frames depend on: the frames of code i are
+    a function of codes i - reach .. i + reach (and of where the code sequence starts and ends, the convolutions'
+    zero padding), of nothing further away. Worked out layer by layer from the decoder's convolutions (the
+    `demo` and `paper` architectures: 25 codes, 10 s); ``tests/test_stream.py`` checks it by changing one code.
+
+    Decoding a window of codes that reaches this far past a code on both sides (or to the sequence's ends) gives
+    that code's frames as decoding the whole sequence does, up to float rounding (a convolution over another length
+    may sum in another order)."""
+    lo, hi = 0, FRAMES_PER_CODE - 1  # the frames of code 0, at the output's rate
+    if model.cfg.smooth_sigma > 0:
+        lo, hi = lo - (SMOOTH_KERNEL - 1) // 2, hi + SMOOTH_KERNEL // 2
+    for layer in reversed(list(model.decoder)):
+        lo, hi = _positions_read(layer, lo, hi)
+    return max(-lo, hi)  # at the codes' rate now
+
+
+def _positions_read(layer: torch.nn.Module, lo: int, hi: int) -> tuple[int, int]:
+    """The input positions outputs lo .. hi of a decoder layer read (a residual block reads what its convolution
+    does, and the positions themselves)."""
+    if isinstance(layer, ResBlock):
+        a, b = _positions_read(layer.conv1, lo, hi)
+        return min(a, lo), max(b, hi)
+    if isinstance(layer, torch.nn.ConvTranspose1d):  # output j = i * stride - padding + k * dilation
+        (k,), (s,), (p,), (d,) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+        return -((-(lo + p - d * (k - 1))) // s), (hi + p) // s
+    if isinstance(layer, torch.nn.Conv1d):  # output j reads j * stride - padding + k * dilation
+        (k,), (s,), (p,), (d,) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+        return lo * s - p, hi * s - p + d * (k - 1)
+    raise TypeError(f"decoder_reach: no rule for a {type(layer).__name__} layer")
 
 
 def encode_clip(model: VQVAE, clip: Clip, stats: NormStats) -> np.ndarray:
