@@ -56,9 +56,22 @@ def observation_audio(features: np.ndarray, stats, frames_per_code: int) -> np.n
     x = np.asarray(features, dtype=np.float64)
     n_codes = len(x) // frames_per_code
     x = x[:n_codes * frames_per_code]
-    sd = np.maximum(x.std(axis=0), STD_FLOOR * np.asarray(stats.audio_std, dtype=np.float64))
-    z = np.clip((x - x.mean(axis=0)) / sd, -AUDIO_BOUND, AUDIO_BOUND).astype(np.float32)
-    return z.reshape(n_codes, frames_per_code, -1)
+    mean, sd = standardisation(x, stats)
+    return standardise(x, mean, sd).reshape(n_codes, frames_per_code, -1)
+
+
+def standardisation(features: np.ndarray, stats) -> tuple[np.ndarray, np.ndarray]:
+    """(T, F) raw audio features -> the (F,) mean and sd :func:`observation_audio` standardises them with (float64;
+    the sd floored at ``STD_FLOOR`` times the corpus's)."""
+    x = np.asarray(features, dtype=np.float64)
+    return x.mean(axis=0), np.maximum(x.std(axis=0), STD_FLOOR * np.asarray(stats.audio_std, dtype=np.float64))
+
+
+def standardise(features: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """(..., F) raw audio features -> float32 observation audio: (x - mean) / sd clipped to +-AUDIO_BOUND, value by
+    value (so any part of a recording standardises as it does within the whole)."""
+    x = np.asarray(features, dtype=np.float64)
+    return np.clip((x - mean) / sd, -AUDIO_BOUND, AUDIO_BOUND).astype(np.float32)
 
 
 @dataclass(frozen=True)
