@@ -6,7 +6,8 @@ Runs the real command line on a fresh built-in corpus from a synthesis seed that
   racer train agent W --algo bc|racer-cql --seed K --name <algo>-s<K>        (K = each training seed)
 then evaluates the reference systems and every agent on the whole test clips (racer_agents.evaluate.evaluate) and
 reports, per algorithm, the mean over training seeds of every metric with the seeds' range, the targets of the
-issue with pass/fail, and the validation curves of every run (valid/mean_reward and valid/stroke_f1 against the
+issue with pass/fail (racer-cql minus bc in stroke F1 and mean reward with a paired bootstrap interval over the
+test clips), and the validation curves of every run (valid/mean_reward and valid/stroke_f1 against the
 step, from each agent's metrics.jsonl).
 
 Usage:  python benchmarks/generalisation.py [--corpus-seed 2] [--seeds 0 1 2] [--workspace DIR]
@@ -61,7 +62,40 @@ def by_algorithm(result: dict, seeds: list[int]) -> dict[str, dict]:
     return out
 
 
-def targets(result: dict, algos: dict) -> dict[str, dict]:
+DIFF_RESAMPLES = 2000  # bootstrap resamples of the test clips for each paired difference
+
+
+def pooled_f1(counts: dict, event: str, idx: np.ndarray) -> float:
+    """Pooled F1 of ``event`` over the clips ``idx`` (with repeats) from per-clip counts."""
+    hits, found, annotated = (np.asarray(counts[f"{event}_{part}"])[idx].sum() for part in
+                              ("hits", "detected", "annotated"))
+    return 2.0 * hits / max(found + annotated, 1)
+
+
+def paired_differences(result: dict, seeds: list[int], seed: int = 0) -> dict[str, dict]:
+    """racer-cql minus bc (means over training seeds) in stroke F1 and mean reward, with the 95 % interval over the
+    test clips resampled with replacement (the same clips for both: a paired comparison)."""
+    per_clip = result["per_clip"]
+    n = len(per_clip[f"bc-s{seeds[0]}"]["mean_reward"])
+
+    def figures(idx: np.ndarray) -> dict[str, float]:
+        def mean(algo: str, figure) -> float:
+            return float(np.mean([figure(per_clip[f"{algo}-s{s}"]) for s in seeds]))
+        out = {}
+        for key, figure in (("stroke_f1", lambda c: pooled_f1(c, "stroke", idx)),
+                            ("mean_reward", lambda c: float(np.mean(np.asarray(c["mean_reward"])[idx])))):
+            out[key] = mean("racer-cql", figure) - mean("bc", figure)
+        return out
+
+    rng = np.random.default_rng(seed)
+    point = figures(np.arange(n))
+    draws = [figures(rng.integers(0, n, n)) for _ in range(DIFF_RESAMPLES)]
+    return {key: {"difference": value, "ci95": [float(np.percentile([d[key] for d in draws], 2.5)),
+                                                float(np.percentile([d[key] for d in draws], 97.5))]}
+            for key, value in point.items()}
+
+
+def targets(result: dict, algos: dict, differences: dict | None = None) -> dict[str, dict]:
     """The issue's targets, each with its measured values and pass/fail (agent figures: means over seeds)."""
     ref = result["systems"]
     rec, nn, rnd = ref["reconstruction"], ref["nearest_neighbour"], ref["random"]
@@ -81,6 +115,13 @@ def targets(result: dict, algos: dict) -> dict[str, dict]:
                                              "pass": r["mean_reward"] >= b["mean_reward"]}
     out["racer-cql >= bc on stroke F1"] = {"value": r["stroke_f1"], "bound": b["stroke_f1"],
                                            "pass": r["stroke_f1"] >= b["stroke_f1"]}
+    for key, diff in (differences or {}).items():  # issue 24 item 4: the difference's 95 % interval above 0
+        out[f"racer-cql - bc on {key}: 95 % interval above 0"] = {"value": diff["ci95"][0], "bound": 0.0,
+                                                                    "pass": diff["ci95"][0] > 0}
+    for algo in ALGOS:
+        for key in ("stroke_f1", "sync"):
+            out[f"{algo} > nearest_neighbour on {key}"] = {"value": algos[algo][key]["mean"], "bound": nn[key],
+                                                           "pass": algos[algo][key]["mean"] > nn[key]}
     out["paper: FGD racer-cql <= 0.85 x bc"] = {"value": r["fgd"] / b["fgd"], "bound": 0.85,
                                                 "pass": r["fgd"] <= 0.85 * b["fgd"]}
     out["paper: PMB racer-cql >= bc + 5"] = {"value": r["pmb_pct"] - b["pmb_pct"], "bound": 5.0,
@@ -137,6 +178,10 @@ def markdown(report: dict) -> str:
              "| target | measured | bound | met |", "| --- | --- | --- | --- |"]
     for name, t in report["targets"].items():
         lines.append(f"| {name} | {t['value']:.3f} | {t['bound']:.3f} | {'yes' if t['pass'] else '**no**'} |")
+    lines += ["", "## racer-cql minus bc (means over training seeds; 95 % interval over the test clips, paired)", "",
+              "| figure | difference | 95 % interval |", "| --- | --- | --- |"]
+    for key, d in report["differences"].items():
+        lines.append(f"| {key} | {d['difference']:+.3f} | [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |")
     lines += ["", "## Per algorithm: mean over training seeds [min, max over seeds]", "",
               "| system | " + " | ".join(SUMMARY) + " |", "|" + " --- |" * (len(SUMMARY) + 1)]
     systems = report["evaluation"]["systems"]
@@ -172,6 +217,7 @@ def main() -> None:
     result = evaluate(ws, agents=[f"{a}-s{s}" for a in ALGOS for s in args.seeds], progress=False)
     seconds["evaluate"] = time.perf_counter() - t0
     algos = by_algorithm(result, args.seeds)
+    differences = paired_differences(result, args.seeds)
     series = curves(ws, args.seeds)
     png = args.out.with_name(args.out.name + "_curves.png")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +230,8 @@ def main() -> None:
                        "workspace": str(ws)},
               "machine": machine(),
               "stage_seconds": seconds, "seconds": time.perf_counter() - start, "evaluation": result,
-              "algorithms": algos, "targets": targets(result, algos), "curves": series, "best_steps": best,
+              "algorithms": algos, "differences": differences, "targets": targets(result, algos, differences),
+              "curves": series, "best_steps": best,
               "curves_png": str(png)}
     write_results(args.out, report, markdown)
 

@@ -11,7 +11,8 @@ that every agent figure can be read against what no learning, and what a perfect
   context (:mod:`racer_agents.retrieval`): retrieval without learning;
 * then each agent asked for (default: every agent of the workspace; none is needed).
 
-Figures: per-clip values are in the JSON (``per_clip``); each table figure is computed over the clips of the
+Figures: per-clip values are in the JSON (``per_clip``; on the built-in speaker also each clip's stroke and nod
+counts, ``stroke_hits``, ``stroke_detected``, ``stroke_annotated`` and likewise ``nod_*``); each table figure is computed over the clips of the
 split, and ``ci95`` holds its bootstrap 95 % interval over clips (the clips resampled with replacement, the figure
 recomputed, the 2.5th and 97.5th percentiles). Corpora from the built-in speaker also get the rule-recovery
 metrics (:mod:`racer_env.metrics.rules`). Audio beats are the onsets librosa detects in each clip's stored
@@ -351,7 +352,20 @@ def evaluate_systems(ws: Workspace, corpus: Corpus, clips: list[Clip], systems: 
         point = _aggregate(results, ref, np.arange(len(results)), seed, raw_fgd)
         out[name] = {**point, "ci95": _bootstrap(results, ref, point, seed, bootstrap)}
         per_clip[name] = {key: [r.values[key] for r in results] for key in PER_CLIP}
+        if all(r.rules is not None for r in results):
+            per_clip[name].update(_rule_counts(results))
     return out, per_clip, ref
+
+
+def _rule_counts(results: list[_ClipResult]) -> dict[str, list[int]]:
+    """Per clip, the event counts the pooled stroke and nod F1 are computed from (hits, detected, annotated): what a
+    bootstrap over clips, or a paired comparison of two systems, needs."""
+    out = {}
+    for event in ("stroke", "nod"):
+        matches = [getattr(r.rules, f"{event}s") for r in results]
+        out.update({f"{event}_{part}": [int(getattr(m, part)) for m in matches]
+                    for part in ("hits", "detected", "annotated")})
+    return out
 
 
 def rolled_out_once(env: GestureSynthesisEnv, agent: Agent,

@@ -23,6 +23,11 @@ def test_evaluate_reports_every_metric_for_every_system(agent_workspace):
             if ci is not None and metrics[key] is not None:
                 assert ci[0] <= ci[1], (name, key)
         assert len(result["per_clip"][name]["maje_mm"]) == result["clips"]
+        counts = result["per_clip"][name]  # the pooled rule F1s come back from the per-clip counts
+        for event in ("stroke", "nod"):
+            hits, found, annotated = (sum(counts[f"{event}_{part}"]) for part in ("hits", "detected", "annotated"))
+            f1 = metrics[f"{event}_f1"]
+            assert f1 == (pytest.approx(2 * hits / (found + annotated)) if found + annotated else None), (name, event)
     assert result["systems"]["random"]["maje_mm"] > 0
     assert result["params"]["pmb_tolerance_s"] == 0.2 and result["params"]["beat_sigma_s"] == 0.3
     assert result["params"]["fgd_extractor_sha256"] == EXTRACTOR_SHA256
