@@ -17,8 +17,10 @@ functions generate calls (so the same timers work on older commits):
     the wav, ffmpeg's finish;
   * other: the rest of the call (weights, audio preparation, the output directory).
 
-Beside the phases: ffmpeg's CPU seconds (user + system of the child processes), the peak resident memory of the
-run and the SHA-256 of each file written (with ``--compare-ref``, whether the two commits wrote the same bytes).
+Beside the phases: the CPU seconds (user + system) of the racer process and of ffmpeg (its child processes): on a
+busy machine they move less than wall times do, and wall time is at least their sum over the cores; the peak
+resident memory of the run and the SHA-256 of each file written (with ``--compare-ref``, whether the two commits
+wrote the same bytes).
 
 ``--compare-ref REF`` times the same function from a ``git worktree`` of REF (made in a temporary directory and
 removed afterwards), alternating the two commits run by run, so that both see the same machine and load: machines
@@ -150,13 +152,16 @@ def run_once(audio_path: Path) -> dict:
     timers.wrap_frames(export, "render_video_frames")
     timers.wrap_video(export, "write_video")
     with tempfile.TemporaryDirectory(prefix="racer-generate-speed-") as tmp:
+        own = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         result = gen.generate(None, y, SAMPLE_RATE, out_dir=Path(tmp) / "out", formats=FORMATS, progress=False)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_SELF)
         digests = {fmt: hashlib.sha256(path.read_bytes()).hexdigest() for fmt, path in result.files.items()}
     timers.seconds["other"] = wall - sum(timers.seconds.values())
     return {"wall_s": wall, "speech_s": len(y) / SAMPLE_RATE, "x_real_time": len(y) / SAMPLE_RATE / wall,
             "phases_s": timers.seconds, "ffmpeg_cpu_s": timers.ffmpeg_cpu_s, "frames": timers.frames,
+            "python_cpu_s": (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime),
             "peak_rss_mb": peak_rss_mb(), "sha256": digests, "load_average": os.getloadavg()}
 
 
@@ -195,6 +200,7 @@ def summary(runs: list[dict]) -> dict:
     wall = statistics.median(r["wall_s"] for r in runs)
     return {"wall_s": wall, "x_real_time": runs[0]["speech_s"] / wall, "phases_s": med,
             "ffmpeg_cpu_s": statistics.median(r["ffmpeg_cpu_s"] for r in runs),
+            "python_cpu_s": statistics.median(r["python_cpu_s"] for r in runs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "sha256": runs[0]["sha256"],
             "deterministic": all(r["sha256"] == runs[0]["sha256"] for r in runs)}
 
@@ -207,7 +213,8 @@ def markdown(report: dict) -> str:
         rows.append(f"| {k.replace('_', ' ')} | " + " | ".join(f"{s[n]['phases_s'][k]:.2f}" for n in names) + " |")
     rows.append("| **total** | " + " | ".join(f"**{s[n]['wall_s']:.2f}**" for n in names) + " |")
     rows.append("| x real time | " + " | ".join(f"{s[n]['x_real_time']:.1f}" for n in names) + " |")
-    rows.append("| ffmpeg CPU (s) | " + " | ".join(f"{s[n]['ffmpeg_cpu_s']:.1f}" for n in names) + " |")
+    rows.append("| CPU of the racer process (s) | " + " | ".join(f"{s[n]['python_cpu_s']:.1f}" for n in names) + " |")
+    rows.append("| CPU of ffmpeg (s) | " + " | ".join(f"{s[n]['ffmpeg_cpu_s']:.1f}" for n in names) + " |")
     rows.append("| peak RSS (MB) | " + " | ".join(f"{s[n]['peak_rss_mb']:.0f}" for n in names) + " |")
     cur = s["current"]
     met = "met" if cur["x_real_time"] >= TARGET_X else "NOT met"

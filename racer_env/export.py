@@ -127,30 +127,101 @@ def _stderr_tail(stderr: IO[bytes]) -> str:
     return stderr.read().decode("utf-8", errors="replace")[-STDERR_TAIL:].strip()
 
 
+#: Frames drawn ahead of the encoder at most (960 x 540 x 3 bytes each): the drawing runs on while ffmpeg reads.
+QUEUED_FRAMES = 8
+#: The pipe to ffmpeg is widened to this many bytes where the system allows (Linux: F_SETPIPE_SZ), so that a frame
+#: passes in a few writes rather than in 64 KiB pieces.
+PIPE_BYTES = 1 << 20
+
+
 def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray]) -> None:
-    """Run ffmpeg, writing ``frames`` to its stdin; a RuntimeError with its stderr tail if it fails."""
+    """Run ffmpeg, writing ``frames`` to its stdin; a RuntimeError with its stderr tail if it fails.
+
+    The frames are drawn in this thread and written by another (:class:`_FrameWriter`), so that drawing the next
+    frames and ffmpeg's reading and encoding of the last ones go on at the same time; at most QUEUED_FRAMES wait.
+    """
     with tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
         except OSError as err:
             raise RuntimeError(f"cannot run ffmpeg ({cmd[0]}): {err}") from None
+        _widen_pipe(proc.stdin)
+        writer = _FrameWriter(proc.stdin)
         try:
             for frame in frames:
-                proc.stdin.write(np.ascontiguousarray(frame).data)
-        except BrokenPipeError:
-            pass  # ffmpeg exited early; its exit status and stderr say why
+                if not writer.put(np.ascontiguousarray(frame)):
+                    break  # ffmpeg exited early; its exit status and stderr say why
         except BaseException:
             proc.kill()
             raise
         finally:
+            writer.close()
+            if writer.error is not None:
+                proc.kill()
             try:
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
             proc.wait()
+        writer.raise_error()
         if proc.returncode != 0:
             tail = _stderr_tail(stderr) or "(no output)"
             raise RuntimeError(f"ffmpeg failed (exit status {proc.returncode}): {tail}")
+
+
+def _widen_pipe(pipe: IO[bytes]) -> None:
+    """Ask for a PIPE_BYTES pipe buffer (Linux); elsewhere, or when refused, the pipe stays as it is."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
+
+
+class _FrameWriter:
+    """A thread that writes queued frames to a pipe, in order. A write that fails (ffmpeg gone: a broken pipe)
+    stops the writing; the thread then drains the queue until :meth:`close`, so that :meth:`put` never blocks for
+    good."""
+
+    _END = None
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        import queue
+        import threading
+
+        self.pipe, self.queue = pipe, queue.Queue(maxsize=QUEUED_FRAMES)
+        self.failed = False
+        self.error: BaseException | None = None  # a failure other than a broken pipe, raised by raise_error
+        self.thread = threading.Thread(target=self._run, name="ffmpeg-frames", daemon=True)
+        self.thread.start()
+
+    def put(self, frame: np.ndarray) -> bool:
+        """Queue ``frame`` (waiting while the queue is full); False once the writing has failed."""
+        if self.failed:
+            return False
+        self.queue.put(frame)
+        return True
+
+    def close(self) -> None:
+        """Let the thread write what is queued (or drop it, after a failure) and end; waits for it."""
+        self.queue.put(self._END)
+        self.thread.join()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (frame := self.queue.get()) is not self._END:
+            if self.failed:
+                continue
+            try:
+                self.pipe.write(frame.data)
+            except BrokenPipeError:
+                self.failed = True
+            except BaseException as err:  # (reported in the drawing thread)
+                self.failed, self.error = True, err
 
 
 def write_video(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton, fps: float,
