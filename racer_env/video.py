@@ -349,9 +349,7 @@ def _strip(figures: list[_Figure], speech: Speech | None, duration: float):
         top, bottom = rows["speech"]
         env = _loudness(speech, pps)  # (columns,) in [0, 1]
         if len(env):
-            xs = pad + np.arange(len(env))
-            ys = bottom - env * (bottom - top)
-            draw.polygon([(pad, bottom), *zip(xs.tolist(), ys.tolist()), (xs[-1], bottom)], fill=ENVELOPE)
+            _draw_envelope(draw, env, pad, top, bottom)
         for onset in _onsets(speech):
             draw.line(((x_of(onset), top + 4), (x_of(onset), bottom)), fill=ONSET, width=1)
         if speech.stressed is not None:
@@ -372,6 +370,27 @@ def _strip(figures: list[_Figure], speech: Speech | None, duration: float):
         draw.line(((x, STRIP_HEIGHT - 14), (x, STRIP_HEIGHT - 8)), fill=TEXT, width=1)
         draw.text((x + 2, STRIP_HEIGHT - 15), f"{second} s", fill=TEXT, font=font)
     return img, pps
+
+
+ENVELOPE_PIECE = 1024  # columns of the loudness envelope drawn as one polygon
+
+
+def _draw_envelope(draw, env: np.ndarray, pad: int, top: int, bottom: int) -> None:
+    """The loudness envelope ((columns,) in [0, 1]) as a filled area from column ``pad`` on, between ``bottom``
+    (silence) and ``top`` (the loudest).
+
+    Pillow's polygon fill takes time quadratic in its vertices (one per column: 4 s for 10 minutes, minutes for an
+    hour), so the area is drawn as polygons of ENVELOPE_PIECE columns, each closed by vertical edges down to the
+    bottom at its first and last column, which it shares with its neighbours. On every row a piece's fill then ends
+    at a shared column exactly where the whole polygon's fill passes it, and starts there in the next piece: the
+    pieces fill the pixels of the one polygon (``tests/test_video.py`` compares them on speech and on random
+    envelopes)."""
+    xs = pad + np.arange(len(env))
+    ys = bottom - env * (bottom - top)
+    for a in range(0, max(len(env) - 1, 1), ENVELOPE_PIECE):
+        b = min(a + ENVELOPE_PIECE, len(env) - 1)
+        top_edge = zip(xs[a:b + 1].tolist(), ys[a:b + 1].tolist())
+        draw.polygon([(int(xs[a]), bottom), *top_edge, (int(xs[b]), bottom)], fill=ENVELOPE)
 
 
 def _strip_rows(n_takes: int) -> dict[str, tuple[int, int]]:
@@ -478,38 +497,39 @@ PROJECTION_CHUNK = 256  # frames whose points are projected at once
 
 class _FigureLayer:
     """The panels' figures at SUPERSAMPLE, drawn over the static background (grids, labels) and reduced to frame
-    pixels. Only what changes is redrawn: each frame restores the background where the previous frame drew, draws
-    the figures, and reduces only the box around them; elsewhere the frame keeps the background reduced once. The
-    box is aligned to SUPERSAMPLE, so its reduction equals that part of the whole image's, pixel for pixel."""
+    pixels. Only what changes is redrawn: each frame restores the background in the boxes where the previous frame
+    drew, draws the figures, and reduces only the box around each figure; elsewhere the frame keeps the background
+    reduced once. The boxes are aligned to SUPERSAMPLE, so the reduction of each equals that part of the whole
+    image's, pixel for pixel (where two boxes overlap, both hold the same reduced pixels)."""
 
     def __init__(self, background) -> None:
         self.background = background
         self.background_reduced = background.reduce(SUPERSAMPLE)
         self.canvas = background.copy()
-        self.dirty: tuple[int, int, int, int] | None = None  # where the canvas differs from the background
+        self.dirty: list[tuple[int, int, int, int]] = []  # where the canvas differs from the background
 
     def draw(self, frame: np.ndarray, figures: list[_Figure], projected: list[_Projected], held: list[int],
              i: int, boxes: np.ndarray) -> None:
-        """Draw frame ``i`` of the projected chunk (take frames ``held``) into ``frame``'s panel area."""
+        """Draw frame ``i`` of the projected chunk (take frames ``held``; (takes, 4) ``boxes`` around each figure)
+        into ``frame``'s panel area."""
         from PIL import ImageDraw
 
-        if self.dirty is not None:
-            self.canvas.paste(self.background.crop(self.dirty), self.dirty[:2])
+        for box in self.dirty:
+            self.canvas.paste(self.background.crop(box), box[:2])
         draw = ImageDraw.Draw(self.canvas)
         for fig, p, t in zip(figures, projected, held):
             _draw_figure(draw, fig, p.pixels[i], p.depth[i], p.size[i], t)
-        self.dirty = box = self._aligned(boxes)
-        if box is not None:
+        self.dirty = [box for box in map(self._aligned, boxes) if box is not None]
+        for box in self.dirty:
             x0, y0, x1, y1 = (v // SUPERSAMPLE for v in box)
             frame[y0:y1, x0:x1] = np.asarray(self.canvas.crop(box).reduce(SUPERSAMPLE))
 
-    def _aligned(self, boxes: np.ndarray) -> tuple[int, int, int, int] | None:
-        """The union of (takes, 4) boxes, widened to multiples of SUPERSAMPLE and clipped to the canvas (None when
-        nothing of it is on the canvas)."""
+    def _aligned(self, box: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(4,) x0, y0, x1, y1 widened to multiples of SUPERSAMPLE and clipped to the canvas (None when nothing of
+        it is on the canvas)."""
         s, (w, h) = SUPERSAMPLE, self.canvas.size
-        x0, y0 = (max(int(np.floor(v / s)) * s, 0) for v in boxes[:, :2].min(axis=0))
-        x1, y1 = (int(np.ceil(v / s)) * s for v in boxes[:, 2:].max(axis=0))
-        x1, y1 = min(x1, w), min(y1, h)
+        x0, y0 = (max(int(np.floor(v / s)) * s, 0) for v in box[:2])
+        x1, y1 = (min(int(np.ceil(v / s)) * s, limit) for v, limit in zip(box[2:], (w, h)))
         return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
 
 

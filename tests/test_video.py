@@ -267,3 +267,34 @@ def test_frames_are_pixel_identical_to_the_previous_renderer(skeleton, monkeypat
         assert np.array_equal(a, b), f"frame {t}: {int((a != b).any(axis=-1).sum())} pixels differ"
     assert not np.shares_memory(new[0], new[1])  # each frame is the caller's to keep
     assert any(figure_of(tk, FPS).highlight.any() for tk in takes)  # (the test draws a highlighted hand)
+
+
+def test_the_loudness_envelope_drawn_in_pieces_equals_one_polygon(monkeypatch):
+    """The envelope is drawn as polygons of a few columns each (one polygon's fill is quadratic in its columns): the
+    pixels must be those of the one polygon, for a speech envelope and random ones with runs of silence, flat
+    stretches (horizontal edges), spikes and smooth bumps, cut at every kind of vertex."""
+    from PIL import Image, ImageDraw
+
+    from racer_env import video
+
+    def drawn(env: np.ndarray, pieces: bool) -> np.ndarray:
+        img = Image.new("RGB", (len(env) + 20, STRIP_HEIGHT), video.PANEL)
+        draw = ImageDraw.Draw(img)
+        if pieces:
+            video._draw_envelope(draw, env, 10, 20, 74)
+        else:
+            xs, ys = 10 + np.arange(len(env)), 74 - env * 54
+            draw.polygon([(10, 74), *zip(xs.tolist(), ys.tolist()), (int(xs[-1]), 74)], fill=video.ENVELOPE)
+        return np.asarray(img)
+
+    monkeypatch.setattr(video, "ENVELOPE_PIECE", 7)
+    t = np.arange(20 * SR) / SR
+    bursts = 0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0.3) * (1 + np.sin(t))
+    rng = np.random.default_rng(0)
+    envelopes = [video._loudness(Speech(bursts, SR), 162.0), np.zeros(300), np.ones(1), np.ones(2), np.ones(8)]
+    for n in rng.integers(2, 600, 40):
+        e = rng.random(n)
+        envelopes += [np.where(rng.random(n) < 0.3, 0.0, e), np.where(rng.random(n) < 0.05, 0.0, np.round(e * 4) / 4),
+                      np.where(e < 0.5, 0.0, 1.0), np.clip(1.2 * np.sin(np.arange(n) / rng.uniform(2, 30)), 0, 1)]
+    for env in envelopes:
+        assert np.array_equal(drawn(env, pieces=True), drawn(env, pieces=False)), len(env)
