@@ -108,15 +108,17 @@ def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 def _ffmpeg_command(exe: str, size: tuple[int, int], fps: float, wav: Path | None, out: Path) -> list[str]:
     """Raw rgb24 frames of (width, height) on stdin (+ a wav) -> H.264/yuv420p (+ AAC) mp4, padded to even
-    dimensions."""
+    dimensions (yuv420p needs them; an even size goes through unpadded: the same video without a copy per frame)."""
     pad_color = "0x" + "".join(f"{v:02X}" for v in BACKGROUND)
     cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", repr(float(fps)),
            "-i", "pipe:0"]
     if wav is not None:
         cmd += ["-i", str(wav)]
-    cmd += ["-map", "0:v:0", "-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color={pad_color}",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "20"]
+    cmd += ["-map", "0:v:0"]
+    if size[0] % 2 or size[1] % 2:
+        cmd += ["-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color={pad_color}"]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "20"]
     if wav is not None:
         cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
     return cmd + ["-movflags", "+faststart", "-f", "mp4", str(out)]
@@ -129,9 +131,6 @@ def _stderr_tail(stderr: IO[bytes]) -> str:
 
 #: Frames drawn ahead of the encoder at most (960 x 540 x 3 bytes each): the drawing runs on while ffmpeg reads.
 QUEUED_FRAMES = 8
-#: The pipe to ffmpeg is widened to this many bytes where the system allows (Linux: F_SETPIPE_SZ), so that a frame
-#: passes in a few writes rather than in 64 KiB pieces.
-PIPE_BYTES = 1 << 20
 
 
 def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray]) -> None:
@@ -145,7 +144,6 @@ def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray]) -> None:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
         except OSError as err:
             raise RuntimeError(f"cannot run ffmpeg ({cmd[0]}): {err}") from None
-        _widen_pipe(proc.stdin)
         writer = _FrameWriter(proc.stdin)
         try:
             for frame in frames:
@@ -167,16 +165,6 @@ def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray]) -> None:
         if proc.returncode != 0:
             tail = _stderr_tail(stderr) or "(no output)"
             raise RuntimeError(f"ffmpeg failed (exit status {proc.returncode}): {tail}")
-
-
-def _widen_pipe(pipe: IO[bytes]) -> None:
-    """Ask for a PIPE_BYTES pipe buffer (Linux); elsewhere, or when refused, the pipe stays as it is."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except (ImportError, OSError):
-        pass
 
 
 class _FrameWriter:

@@ -522,7 +522,7 @@ class _FigureLayer:
         self.dirty = [box for box in map(self._aligned, boxes) if box is not None]
         for box in self.dirty:
             x0, y0, x1, y1 = (v // SUPERSAMPLE for v in box)
-            frame[y0:y1, x0:x1] = np.asarray(self.canvas.crop(box).reduce(SUPERSAMPLE))
+            frame[y0:y1, x0:x1] = np.asarray(self.canvas.reduce(SUPERSAMPLE, box=box))
 
     def _aligned(self, box: np.ndarray) -> tuple[int, int, int, int] | None:
         """(4,) x0, y0, x1, y1 widened to multiples of SUPERSAMPLE and clipped to the canvas (None when nothing of

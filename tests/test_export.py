@@ -116,6 +116,14 @@ def test_mp4_without_audio(tmp_path, skeleton, motion):
     assert n_frames == 10
 
 
+def test_the_ffmpeg_command_pads_odd_sizes_only():
+    """yuv420p needs even dimensions: an odd size is padded, an even one (the video's) goes through as it is."""
+    even = export._ffmpeg_command("ffmpeg", (960, 540), FPS, None, Path("v.mp4"))
+    odd = export._ffmpeg_command("ffmpeg", (961, 540), FPS, None, Path("v.mp4"))
+    assert "-vf" not in even and "libx264" in even
+    assert any(arg.startswith("pad=") for arg in odd)
+
+
 def test_ffmpeg_failure_raises_with_its_stderr_and_leaves_nothing(tmp_path, skeleton, motion, speech,
                                                                   monkeypatch):
     fake = tmp_path / "bin" / "ffmpeg"
