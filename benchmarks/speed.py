@@ -3,7 +3,9 @@ memory (max RSS) is its own. Reuses the measurement functions of env_dataset.py 
 
   * env steps/s: single env, SyncVectorEnv of 64, native vector env of 64;
   * training transitions/s: racer-cql vs d3rlpy DiscreteCQL (same-size GPT encoder);
-  * generation real-time factor: `demo` and `paper` presets, with and without the KV cache.
+  * generation real-time factor: `demo` and `paper` presets, with and without the KV cache;
+  * `racer generate` of 10 minutes of speech with every format, mp4 included (generate_speed.py: its phases, and
+    side by side with another commit).
 
 Usage:  python benchmarks/speed.py [--workspace DIR] [--out benchmarks/results/speed]
 """
@@ -19,10 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 import agents_generation as ag
 import env_dataset as ed
+import generate_speed as gs
 
 
 def peak_rss_mb() -> float:
@@ -49,6 +54,8 @@ def _measure(queue, fn_name: str, ws: str) -> None:
         value = ed.steps_per_second(GestureSynthesisVectorEnv(num_envs=64, workspace=ws), 64, 60)
     elif fn_name == "train_transitions":
         value = ag.training_throughput(ws)
+    elif fn_name == "generate_all_formats":
+        value = gs.run_once(Path(ws) / GENERATE_SPEECH)["x_real_time"]
     else:
         preset, cache = fn_name.split("_", 2)[1:]
         y = ag.speech(120.0)
@@ -57,7 +64,8 @@ def _measure(queue, fn_name: str, ws: str) -> None:
 
 
 MEASUREMENTS = ("env_single", "env_sync_64", "env_native_64", "train_transitions", "rtf_demo_cache",
-                "rtf_demo_nocache", "rtf_paper_cache", "rtf_paper_nocache")
+                "rtf_demo_nocache", "rtf_paper_cache", "rtf_paper_nocache", "generate_all_formats")
+GENERATE_SPEECH = "generate_speed_speech.npy"  # in the workspace: the speech of generate_all_formats
 
 
 def main() -> None:
@@ -68,6 +76,7 @@ def main() -> None:
     ws = str(args.workspace or Path(tempfile.mkdtemp(prefix="racer-bench-")) / "W")
     os.environ.setdefault("MINARI_DATASETS_PATH", str(Path(ws).resolve() / "datasets"))
     ag.prepare(ws)
+    np.save(Path(ws) / GENERATE_SPEECH, gs.speech_audio(600.0))  # (made here: not in that measurement's peak memory)
     ctx = mp.get_context("spawn")
     results = {}
     for name in MEASUREMENTS:
@@ -89,7 +98,10 @@ def main() -> None:
     rows += [f"| training transitions/s, {a} | {v:.0f} | {results['train_transitions']['peak_rss_mb']:.0f} |"
              for a, v in t.items()]
     rows += [f"| generation x real time, {k[4:].replace('_', ', ').replace('nocache', 'no cache').replace('cache', 'KV cache')}"
-             f" | {results[k]['value']:.0f} | {results[k]['peak_rss_mb']:.0f} |" for k in MEASUREMENTS[4:]]
+             f" | {results[k]['value']:.0f} | {results[k]['peak_rss_mb']:.0f} |" for k in MEASUREMENTS[4:8]]
+    g = results["generate_all_formats"]
+    rows += [f"| racer generate, 10 min of speech, npz + bvh + mp4, x real time | {g['value']:.1f} | "
+             f"{g['peak_rss_mb']:.0f} |"]
     rows += ["", f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}. Each row ran in its own process."]
     args.out.with_suffix(".md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))

@@ -108,15 +108,17 @@ def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 def _ffmpeg_command(exe: str, size: tuple[int, int], fps: float, wav: Path | None, out: Path) -> list[str]:
     """Raw rgb24 frames of (width, height) on stdin (+ a wav) -> H.264/yuv420p (+ AAC) mp4, padded to even
-    dimensions."""
+    dimensions (yuv420p needs them; an even size goes through unpadded: the same video without a copy per frame)."""
     pad_color = "0x" + "".join(f"{v:02X}" for v in BACKGROUND)
     cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", repr(float(fps)),
            "-i", "pipe:0"]
     if wav is not None:
         cmd += ["-i", str(wav)]
-    cmd += ["-map", "0:v:0", "-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color={pad_color}",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "20"]
+    cmd += ["-map", "0:v:0"]
+    if size[0] % 2 or size[1] % 2:
+        cmd += ["-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color={pad_color}"]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "20"]
     if wav is not None:
         cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
     return cmd + ["-movflags", "+faststart", "-f", "mp4", str(out)]
@@ -127,30 +129,87 @@ def _stderr_tail(stderr: IO[bytes]) -> str:
     return stderr.read().decode("utf-8", errors="replace")[-STDERR_TAIL:].strip()
 
 
+#: Frames drawn ahead of the encoder at most (960 x 540 x 3 bytes each): the drawing runs on while ffmpeg reads.
+QUEUED_FRAMES = 8
+
+
 def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray]) -> None:
-    """Run ffmpeg, writing ``frames`` to its stdin; a RuntimeError with its stderr tail if it fails."""
+    """Run ffmpeg, writing ``frames`` to its stdin; a RuntimeError with its stderr tail if it fails.
+
+    The frames are drawn in this thread and written by another (:class:`_FrameWriter`), so that drawing the next
+    frames and ffmpeg's reading and encoding of the last ones go on at the same time; at most QUEUED_FRAMES wait.
+    """
     with tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
         except OSError as err:
             raise RuntimeError(f"cannot run ffmpeg ({cmd[0]}): {err}") from None
+        writer = _FrameWriter(proc.stdin)
         try:
             for frame in frames:
-                proc.stdin.write(np.ascontiguousarray(frame).data)
-        except BrokenPipeError:
-            pass  # ffmpeg exited early; its exit status and stderr say why
+                if not writer.put(np.ascontiguousarray(frame)):
+                    break  # ffmpeg exited early; its exit status and stderr say why
         except BaseException:
             proc.kill()
             raise
         finally:
+            writer.close()
+            if writer.error is not None:
+                proc.kill()
             try:
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
             proc.wait()
+        writer.raise_error()
         if proc.returncode != 0:
             tail = _stderr_tail(stderr) or "(no output)"
             raise RuntimeError(f"ffmpeg failed (exit status {proc.returncode}): {tail}")
+
+
+class _FrameWriter:
+    """A thread that writes queued frames to a pipe, in order. A write that fails (ffmpeg gone: a broken pipe)
+    stops the writing; the thread then drains the queue until :meth:`close`, so that :meth:`put` never blocks for
+    good."""
+
+    _END = None
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        import queue
+        import threading
+
+        self.pipe, self.queue = pipe, queue.Queue(maxsize=QUEUED_FRAMES)
+        self.failed = False
+        self.error: BaseException | None = None  # a failure other than a broken pipe, raised by raise_error
+        self.thread = threading.Thread(target=self._run, name="ffmpeg-frames", daemon=True)
+        self.thread.start()
+
+    def put(self, frame: np.ndarray) -> bool:
+        """Queue ``frame`` (waiting while the queue is full); False once the writing has failed."""
+        if self.failed:
+            return False
+        self.queue.put(frame)
+        return True
+
+    def close(self) -> None:
+        """Let the thread write what is queued (or drop it, after a failure) and end; waits for it."""
+        self.queue.put(self._END)
+        self.thread.join()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (frame := self.queue.get()) is not self._END:
+            if self.failed:
+                continue
+            try:
+                self.pipe.write(frame.data)
+            except BrokenPipeError:
+                self.failed = True
+            except BaseException as err:  # (reported in the drawing thread)
+                self.failed, self.error = True, err
 
 
 def write_video(path: str | os.PathLike, rotations: np.ndarray, skeleton: Skeleton, fps: float,

@@ -10,9 +10,11 @@ A figure has a head (with a nose dot that shows where it faces, so nods and turn
 side, joints, and its shadow on a floor grid under the hips (the depth cue). Every take is turned to face the camera
 (from its rest pose), and all panels share one scale, so that two takes of one skeleton compare in size.
 
-Drawing is Pillow's (C code): the static parts (the panels' grids and labels, the whole strip) are drawn once; a
-frame is a copy of the background, a crop of the strip and a few dozen primitives per figure, drawn at twice the
-size and reduced, for smooth edges.
+Drawing is Pillow's (C code): the static parts (the panels' grids and labels, the whole strip, the playhead) are
+drawn once. A frame is the static picture with only what changes drawn into it: the figures (a few dozen primitives
+each, drawn at twice the size and reduced, for smooth edges) in the box they cover, where the background is
+restored after them; the strip's window; the clock. The points of a chunk of frames are projected in one call. The
+frames equal, pixel for pixel, those of drawing each frame whole (``tests/test_video.py`` keeps that renderer).
 """
 
 from __future__ import annotations
@@ -263,34 +265,66 @@ def _panels_background(figures: list[_Figure], panels: list[_Panel], camera: Cam
     return img
 
 
-def _draw_figure(draw, fig: _Figure, panel: _Panel, camera: Camera, t: int) -> None:
-    """One frame of one figure: shadow, bones far to near, joints, head with nose, hands."""
-    pos = fig.positions[t]  # (J, 3)
+@dataclass(frozen=True)
+class _Projected:
+    """A figure's points in panel pixels (at SUPERSAMPLE) for a run of frames, all projected in one call: per frame
+    the J joints, their J shadows on the floor, the head's centre, the nose and the two palms (2J + 4 points)."""
+
+    pixels: np.ndarray  # (n, 2J + 4, 2)
+    depth: np.ndarray  # (n, 2J + 4) mm from the camera
+    size: np.ndarray  # (n, 2J + 4) pixels per mm at each point
+
+
+def _project(fig: _Figure, panel: _Panel, camera: Camera, frames: np.ndarray) -> _Projected:
+    """The points of ``fig`` at ``frames`` (indices) in pixels: the same numbers, bit for bit, as projecting each
+    frame's points alone (the matrix product runs frame by frame either way: numpy's matmul loops over the stack)."""
+    pos = fig.positions[frames]  # (n, J, 3)
     shadow = pos.copy()
-    shadow[:, 1] = fig.floor_y
-    screen, depth = camera.project(np.concatenate([pos, shadow, fig.head[t:t + 1], fig.nose[t:t + 1],
-                                                   fig.hands[:, t]]))
-    px = panel.pixels(screen)  # (2J + 4, 2)
-    size = panel.scale * SUPERSAMPLE * camera.distance_mm / depth  # pixels per mm at each point
-    j = len(pos)
+    shadow[..., 1] = fig.floor_y
+    points = np.concatenate([pos, shadow, fig.head[frames, None], fig.nose[frames, None],
+                             fig.hands[:, frames].transpose(1, 0, 2)], axis=1)
+    screen, depth = camera.project(points)
+    return _Projected(panel.pixels(screen), depth, panel.scale * SUPERSAMPLE * camera.distance_mm / depth)
+
+
+def _extents(fig: _Figure, p: _Projected) -> np.ndarray:
+    """(n, 4) x0, y0, x1, y1 (pixels at SUPERSAMPLE): a box around everything :func:`_draw_figure` draws in each
+    frame, with a margin for Pillow's rounding (lines: half their width about their ends; discs: their radius)."""
+    j = len(fig.parents)
+    width = np.maximum(2, BONE_WIDTH_MM * p.size[:, :j].mean(axis=1))  # (n,) at least the width drawn
+    reach = np.repeat(width[:, None] / 2, p.size.shape[1], axis=1)  # (n, 2J + 4) beyond each point
+    reach[:, :j] = np.maximum(reach[:, :j], JOINT_RADIUS_MM * p.size[:, :j] / 2)
+    reach[:, 2 * j:2 * j + 2] = np.maximum(reach[:, 2 * j:2 * j + 2], HEAD_RADIUS_MM * p.size[:, 2 * j, None])
+    reach[:, 2 * j + 2:] = np.maximum(reach[:, 2 * j + 2:], HAND_RADIUS_MM * p.size[:, 2 * j + 2:])
+    reach += 4.0
+    lo, hi = (p.pixels - reach[..., None]).min(axis=1), (p.pixels + reach[..., None]).max(axis=1)
+    return np.concatenate([lo, hi], axis=1)
+
+
+def _draw_figure(draw, fig: _Figure, pixels: np.ndarray, depth: np.ndarray, size: np.ndarray, t: int) -> None:
+    """One frame of one figure from its projected points (:class:`_Projected`, frame ``t`` of the take): shadow,
+    bones far to near, joints, head with nose, hands."""
+    j = len(fig.parents)
+    px = [tuple(p) for p in pixels.tolist()]  # (2J + 4) (x, y): Python floats, the same values
     bones = [(c, p) for c, p in enumerate(fig.parents) if p >= 0]
     width = max(2, int(BONE_WIDTH_MM * size[:j].mean()))
     for c, p in bones:
-        draw.line((tuple(px[j + p]), tuple(px[j + c])), fill=SHADOW, width=width)
+        draw.line((px[j + p], px[j + c]), fill=SHADOW, width=width)
     colours = (BODY, LEFT, RIGHT)
     for c, p in sorted(bones, key=lambda b: -(depth[b[0]] + depth[b[1]])):
-        draw.line((tuple(px[p]), tuple(px[c])), fill=colours[fig.side[c]], width=width)
+        draw.line((px[p], px[c]), fill=colours[fig.side[c]], width=width)
         r = JOINT_RADIUS_MM * size[c] / 2
-        draw.ellipse((px[c, 0] - r, px[c, 1] - r, px[c, 0] + r, px[c, 1] + r), fill=colours[fig.side[c]])
-    head, nose = px[2 * j], px[2 * j + 1]
+        x, y = px[c]
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colours[fig.side[c]])
+    (hx, hy), (nx, ny) = px[2 * j], px[2 * j + 1]
     r = HEAD_RADIUS_MM * size[2 * j]
-    draw.ellipse((head[0] - r, head[1] - r, head[0] + r, head[1] + r), fill=BODY)
+    draw.ellipse((hx - r, hy - r, hx + r, hy + r), fill=BODY)
     rn = 0.22 * r
-    draw.ellipse((nose[0] - rn, nose[1] - rn, nose[0] + rn, nose[1] + rn), fill=(250, 220, 190))
+    draw.ellipse((nx - rn, ny - rn, nx + rn, ny + rn), fill=(250, 220, 190))
     for k, (joint, colour) in enumerate(zip(fig.hand_joints, (LEFT, RIGHT))):
         cx, cy = px[2 * j + 2 + k]
         r = HAND_RADIUS_MM * size[2 * j + 2 + k]
-        draw.line((tuple(px[joint]), (cx, cy)), fill=colour, width=width)
+        draw.line((px[joint], (cx, cy)), fill=colour, width=width)
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=HIGHLIGHT if fig.highlight[k, t] else colour,
                      outline=(255, 255, 255),
                      width=max(1, SUPERSAMPLE))
@@ -315,9 +349,7 @@ def _strip(figures: list[_Figure], speech: Speech | None, duration: float):
         top, bottom = rows["speech"]
         env = _loudness(speech, pps)  # (columns,) in [0, 1]
         if len(env):
-            xs = pad + np.arange(len(env))
-            ys = bottom - env * (bottom - top)
-            draw.polygon([(pad, bottom), *zip(xs.tolist(), ys.tolist()), (xs[-1], bottom)], fill=ENVELOPE)
+            _draw_envelope(draw, env, pad, top, bottom)
         for onset in _onsets(speech):
             draw.line(((x_of(onset), top + 4), (x_of(onset), bottom)), fill=ONSET, width=1)
         if speech.stressed is not None:
@@ -338,6 +370,27 @@ def _strip(figures: list[_Figure], speech: Speech | None, duration: float):
         draw.line(((x, STRIP_HEIGHT - 14), (x, STRIP_HEIGHT - 8)), fill=TEXT, width=1)
         draw.text((x + 2, STRIP_HEIGHT - 15), f"{second} s", fill=TEXT, font=font)
     return img, pps
+
+
+ENVELOPE_PIECE = 1024  # columns of the loudness envelope drawn as one polygon
+
+
+def _draw_envelope(draw, env: np.ndarray, pad: int, top: int, bottom: int) -> None:
+    """The loudness envelope ((columns,) in [0, 1]) as a filled area from column ``pad`` on, between ``bottom``
+    (silence) and ``top`` (the loudest).
+
+    Pillow's polygon fill takes time quadratic in its vertices (one per column: 4 s for 10 minutes, minutes for an
+    hour), so the area is drawn as polygons of ENVELOPE_PIECE columns, each closed by vertical edges down to the
+    bottom at its first and last column, which it shares with its neighbours. On every row a piece's fill then ends
+    at a shared column exactly where the whole polygon's fill passes it, and starts there in the next piece: the
+    pieces fill the pixels of the one polygon (``tests/test_video.py`` compares them on speech and on random
+    envelopes)."""
+    xs = pad + np.arange(len(env))
+    ys = bottom - env * (bottom - top)
+    for a in range(0, max(len(env) - 1, 1), ENVELOPE_PIECE):
+        b = min(a + ENVELOPE_PIECE, len(env) - 1)
+        top_edge = zip(xs[a:b + 1].tolist(), ys[a:b + 1].tolist())
+        draw.polygon([(int(xs[a]), bottom), *top_edge, (int(xs[b]), bottom)], fill=ENVELOPE)
 
 
 def _strip_rows(n_takes: int) -> dict[str, tuple[int, int]]:
@@ -405,9 +458,10 @@ def render_video_frames(takes: Sequence[Take], fps: float, speech: Speech | None
     """Yield the (540, 960, 3) uint8 frames of a video of ``takes`` side by side at ``fps``.
 
     The video lasts as long as the last take; a shorter take holds its last pose. ``speech`` (audio and any
-    annotated stressed syllables) fills the timeline under the panels.
+    annotated stressed syllables) fills the timeline under the panels. Each frame is a new array (the caller may
+    keep it); only a chunk of frames' projected points is held at a time, so memory does not grow with the frames.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     if not takes:
         raise RacerError("a video needs at least one take")
@@ -416,24 +470,119 @@ def render_video_frames(takes: Sequence[Take], fps: float, speech: Speech | None
     figures = [figure_of(t, fps) for t in takes]
     n_frames = figures[-1].n_frames
     panels = _layout(figures, camera)
-    background = _panels_background(figures, panels, camera)
-    strip, pps = _strip(figures, speech, n_frames / fps)
+    figure_layer = _FigureLayer(_panels_background(figures, panels, camera))
+    strip = _StripWindows(*_strip(figures, speech, n_frames / fps))
     frame_base = Image.new("RGB", FRAME_SIZE, BACKGROUND)
+    frame_base.paste(figure_layer.background_reduced, (0, 0))
     frame_base.paste(_strip_labels(figures, speech), (0, FRAME_SIZE[1] - STRIP_HEIGHT))
-    window = FRAME_SIZE[0] - LABEL_WIDTH
-    playhead = LABEL_WIDTH + window // 2
-    font = _font(12)
-    for t in range(n_frames):
-        top = background.copy()
-        draw = ImageDraw.Draw(top)
-        for fig, panel in zip(figures, panels):
-            _draw_figure(draw, fig, panel, camera, min(t, fig.n_frames - 1))
-        frame = frame_base.copy()
-        frame.paste(top.reduce(SUPERSAMPLE), (0, 0))
-        x = round(t / fps * pps)
-        frame.paste(strip.crop((x, 0, x + window, STRIP_HEIGHT)), (LABEL_WIDTH, FRAME_SIZE[1] - STRIP_HEIGHT))
-        fdraw = ImageDraw.Draw(frame)
-        y0 = FRAME_SIZE[1] - STRIP_HEIGHT
-        fdraw.line(((playhead, y0), (playhead, FRAME_SIZE[1])), fill=PLAYHEAD, width=2)
-        fdraw.text((FRAME_SIZE[0] - 84, 8), f"{t / fps:5.1f} s", fill=TEXT, font=font)
-        yield np.asarray(frame)
+    base = np.asarray(frame_base)
+    playhead = _playhead_pixels()
+    clock = _Clock()
+    for a in range(0, n_frames, PROJECTION_CHUNK):
+        frames = np.arange(a, min(a + PROJECTION_CHUNK, n_frames))
+        held = [np.minimum(frames, fig.n_frames - 1) for fig in figures]  # a shorter take holds its last pose
+        projected = [_project(fig, panel, camera, f) for fig, panel, f in zip(figures, panels, held)]
+        boxes = np.stack([_extents(fig, p) for fig, p in zip(figures, projected)])  # (takes, n, 4)
+        for i, t in enumerate(frames.tolist()):
+            frame = base.copy()
+            figure_layer.draw(frame, figures, projected, [h[i] for h in held], i, boxes[:, i])
+            frame[FRAME_SIZE[1] - STRIP_HEIGHT:, LABEL_WIDTH:] = strip.window(round(t / fps * strip.pps))
+            frame[playhead] = PLAYHEAD
+            clock.stamp(frame, f"{t / fps:5.1f} s")
+            yield frame
+
+
+PROJECTION_CHUNK = 256  # frames whose points are projected at once
+
+
+class _FigureLayer:
+    """The panels' figures at SUPERSAMPLE, drawn over the static background (grids, labels) and reduced to frame
+    pixels. Only what changes is redrawn: each frame restores the background in the boxes where the previous frame
+    drew, draws the figures, and reduces only the box around each figure; elsewhere the frame keeps the background
+    reduced once. The boxes are aligned to SUPERSAMPLE, so the reduction of each equals that part of the whole
+    image's, pixel for pixel (where two boxes overlap, both hold the same reduced pixels)."""
+
+    def __init__(self, background) -> None:
+        self.background = background
+        self.background_reduced = background.reduce(SUPERSAMPLE)
+        self.canvas = background.copy()
+        self.dirty: list[tuple[int, int, int, int]] = []  # where the canvas differs from the background
+
+    def draw(self, frame: np.ndarray, figures: list[_Figure], projected: list[_Projected], held: list[int],
+             i: int, boxes: np.ndarray) -> None:
+        """Draw frame ``i`` of the projected chunk (take frames ``held``; (takes, 4) ``boxes`` around each figure)
+        into ``frame``'s panel area."""
+        from PIL import ImageDraw
+
+        for box in self.dirty:
+            self.canvas.paste(self.background.crop(box), box[:2])
+        draw = ImageDraw.Draw(self.canvas)
+        for fig, p, t in zip(figures, projected, held):
+            _draw_figure(draw, fig, p.pixels[i], p.depth[i], p.size[i], t)
+        self.dirty = [box for box in map(self._aligned, boxes) if box is not None]
+        for box in self.dirty:
+            x0, y0, x1, y1 = (v // SUPERSAMPLE for v in box)
+            frame[y0:y1, x0:x1] = np.asarray(self.canvas.reduce(SUPERSAMPLE, box=box))
+
+    def _aligned(self, box: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(4,) x0, y0, x1, y1 widened to multiples of SUPERSAMPLE and clipped to the canvas (None when nothing of
+        it is on the canvas)."""
+        s, (w, h) = SUPERSAMPLE, self.canvas.size
+        x0, y0 = (max(int(np.floor(v / s)) * s, 0) for v in box[:2])
+        x1, y1 = (min(int(np.ceil(v / s)) * s, limit) for v, limit in zip(box[2:], (w, h)))
+        return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
+class _StripWindows:
+    """The timeline's window at a scroll position, as an array: the strip image converted in tiles (one tile
+    holds every window starting in it), so that no array of the whole strip is made."""
+
+    TILE = 4096  # window starts per tile (pixels)
+
+    def __init__(self, strip, pps: float) -> None:
+        self.strip, self.pps = strip, pps
+        self.width = FRAME_SIZE[0] - LABEL_WIDTH
+        self.tile_start, self.tile = None, None
+
+    def window(self, x: int) -> np.ndarray:
+        """(STRIP_HEIGHT, width, 3) what ``strip.crop((x, 0, x + width, STRIP_HEIGHT))`` holds (black beyond the
+        strip, as the crop)."""
+        start = x - x % self.TILE
+        if start != self.tile_start:
+            box = (start, 0, start + self.TILE + self.width, STRIP_HEIGHT)
+            self.tile_start, self.tile = start, np.asarray(self.strip.crop(box))
+        return self.tile[:, x - start:x - start + self.width]
+
+
+def _playhead_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of the frame that the playhead line covers (the fixed red line across the timeline)."""
+    from PIL import Image, ImageDraw
+
+    x = LABEL_WIDTH + (FRAME_SIZE[0] - LABEL_WIDTH) // 2
+    y0 = FRAME_SIZE[1] - STRIP_HEIGHT
+    img = Image.new("RGB", FRAME_SIZE, BACKGROUND)
+    ImageDraw.Draw(img).line(((x, y0), (x, FRAME_SIZE[1])), fill=PLAYHEAD, width=2)
+    return np.nonzero((np.asarray(img) == PLAYHEAD).all(axis=-1))
+
+
+class _Clock:
+    """The time in the frame's top right corner, drawn (anti-aliased) on the part of the frame under it only."""
+
+    POSITION = (FRAME_SIZE[0] - 84, 8)
+
+    def __init__(self) -> None:
+        from PIL import Image, ImageDraw
+
+        self.font = _font(12)
+        self.measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def stamp(self, frame: np.ndarray, text: str) -> None:
+        """Draw ``text`` into ``frame`` as ImageDraw.text at POSITION on the whole frame would."""
+        from PIL import Image, ImageDraw
+
+        x0, y0, x1, y1 = self.measure.textbbox(self.POSITION, text, font=self.font)
+        x0, y0 = max(int(x0) - 2, 0), max(int(y0) - 2, 0)
+        x1, y1 = min(int(np.ceil(x1)) + 2, FRAME_SIZE[0]), min(int(np.ceil(y1)) + 2, FRAME_SIZE[1])
+        patch = Image.fromarray(frame[y0:y1, x0:x1])
+        ImageDraw.Draw(patch).text((self.POSITION[0] - x0, self.POSITION[1] - y0), text, fill=TEXT, font=self.font)
+        frame[y0:y1, x0:x1] = np.asarray(patch)

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from racer_env import export
+from racer_env.errors import RacerError
 from racer_env.export import write_motion_bvh, write_npz, write_outputs, write_video
 from racer_env.motion.bvh import read_bvh
 from racer_env.motion.rotations import angle_between, rotvec_to_matrix
 from racer_env.motion.skeleton import forward_kinematics
 from racer_env.render import BACKGROUND, draw_pose, pose_positions, rest_framing
+from racer_env.video import FRAME_SIZE
 from tests.conftest import trinity_like
 
 FPS = 20.0
@@ -114,6 +116,14 @@ def test_mp4_without_audio(tmp_path, skeleton, motion):
     assert n_frames == 10
 
 
+def test_the_ffmpeg_command_pads_odd_sizes_only():
+    """yuv420p needs even dimensions: an odd size is padded, an even one (the video's) goes through as it is."""
+    even = export._ffmpeg_command("ffmpeg", (960, 540), FPS, None, Path("v.mp4"))
+    odd = export._ffmpeg_command("ffmpeg", (961, 540), FPS, None, Path("v.mp4"))
+    assert "-vf" not in even and "libx264" in even
+    assert any(arg.startswith("pad=") for arg in odd)
+
+
 def test_ffmpeg_failure_raises_with_its_stderr_and_leaves_nothing(tmp_path, skeleton, motion, speech,
                                                                   monkeypatch):
     fake = tmp_path / "bin" / "ffmpeg"
@@ -135,6 +145,23 @@ def test_real_ffmpeg_exiting_early_raises_with_its_error(tmp_path, skeleton, mot
     with pytest.raises(RuntimeError, match="ffmpeg failed.*no_such_encoder"):  # while frames are still piped
         write_video(tmp_path / "clip.mp4", motion, skeleton, FPS, speech, SR, progress=False)
     assert _leftovers(tmp_path, set()) == []
+
+
+def test_a_drawing_error_mid_video_stops_ffmpeg_and_leaves_nothing(tmp_path, skeleton, motion, speech, monkeypatch):
+    """Frames are drawn while a writer thread feeds ffmpeg: an error in the drawing (after frames were queued and
+    written) is raised as it is, ffmpeg is stopped, the writer thread ends and no file is left."""
+    import threading
+
+    def failing(takes, fps, speech=None):
+        for _ in range(export.QUEUED_FRAMES + 5):
+            yield np.zeros((FRAME_SIZE[1], FRAME_SIZE[0], 3), dtype=np.uint8)
+        raise RacerError("simulated drawing failure")
+
+    monkeypatch.setattr(export, "render_video_frames", failing)
+    with pytest.raises(RacerError, match="simulated drawing failure"):
+        write_video(tmp_path / "clip.mp4", motion, skeleton, FPS, speech, SR, progress=False)
+    assert _leftovers(tmp_path, set()) == []
+    assert not [t for t in threading.enumerate() if t.name == "ffmpeg-frames"]
 
 
 # -- all formats -------------------------------------------------------------------------------------------

@@ -160,3 +160,141 @@ def test_generate_reference_from_the_command_line(agent_workspace, tmp_path, cap
                  "--formats", "npz", "--out", str(tmp_path / "o3")]) == 2
     assert "drawn in the video only" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+# -- the frames equal the previous renderer's, pixel for pixel ------------------------------------------------
+def _old_draw_figure(draw, fig, panel, camera, t):
+    """The previous renderer's figure drawing (every frame projected alone), kept as the reference."""
+    from racer_env.video import (BODY, BONE_WIDTH_MM, HAND_RADIUS_MM, HEAD_RADIUS_MM, HIGHLIGHT, JOINT_RADIUS_MM,
+                                 LEFT, RIGHT, SHADOW, SUPERSAMPLE)
+
+    pos = fig.positions[t]
+    shadow = pos.copy()
+    shadow[:, 1] = fig.floor_y
+    screen, depth = camera.project(np.concatenate([pos, shadow, fig.head[t:t + 1], fig.nose[t:t + 1],
+                                                   fig.hands[:, t]]))
+    px = panel.pixels(screen)
+    size = panel.scale * SUPERSAMPLE * camera.distance_mm / depth
+    j = len(pos)
+    bones = [(c, p) for c, p in enumerate(fig.parents) if p >= 0]
+    width = max(2, int(BONE_WIDTH_MM * size[:j].mean()))
+    for c, p in bones:
+        draw.line((tuple(px[j + p]), tuple(px[j + c])), fill=SHADOW, width=width)
+    colours = (BODY, LEFT, RIGHT)
+    for c, p in sorted(bones, key=lambda b: -(depth[b[0]] + depth[b[1]])):
+        draw.line((tuple(px[p]), tuple(px[c])), fill=colours[fig.side[c]], width=width)
+        r = JOINT_RADIUS_MM * size[c] / 2
+        draw.ellipse((px[c, 0] - r, px[c, 1] - r, px[c, 0] + r, px[c, 1] + r), fill=colours[fig.side[c]])
+    head, nose = px[2 * j], px[2 * j + 1]
+    r = HEAD_RADIUS_MM * size[2 * j]
+    draw.ellipse((head[0] - r, head[1] - r, head[0] + r, head[1] + r), fill=BODY)
+    rn = 0.22 * r
+    draw.ellipse((nose[0] - rn, nose[1] - rn, nose[0] + rn, nose[1] + rn), fill=(250, 220, 190))
+    for k, (joint, colour) in enumerate(zip(fig.hand_joints, (LEFT, RIGHT))):
+        cx, cy = px[2 * j + 2 + k]
+        r = HAND_RADIUS_MM * size[2 * j + 2 + k]
+        draw.line((tuple(px[joint]), (cx, cy)), fill=colour, width=width)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=HIGHLIGHT if fig.highlight[k, t] else colour,
+                     outline=(255, 255, 255), width=max(1, SUPERSAMPLE))
+
+
+def _old_render_video_frames(takes, fps, speech=None):
+    """The previous render_video_frames: every frame drawn whole (the panels at SUPERSAMPLE from a copy of their
+    background, all of it reduced, the strip cropped, the playhead and the time drawn on the frame)."""
+    from PIL import Image, ImageDraw
+
+    from racer_env import video
+
+    camera = video.Camera()
+    figures = [figure_of(t, fps) for t in takes]
+    n_frames = figures[-1].n_frames
+    panels = video._layout(figures, camera)
+    background = video._panels_background(figures, panels, camera)
+    strip, pps = video._strip(figures, speech, n_frames / fps)
+    frame_base = Image.new("RGB", FRAME_SIZE, video.BACKGROUND)
+    frame_base.paste(video._strip_labels(figures, speech), (0, FRAME_SIZE[1] - STRIP_HEIGHT))
+    window = FRAME_SIZE[0] - LABEL_WIDTH
+    playhead = LABEL_WIDTH + window // 2
+    font = video._font(12)
+    for t in range(n_frames):
+        top = background.copy()
+        draw = ImageDraw.Draw(top)
+        for fig, panel in zip(figures, panels):
+            _old_draw_figure(draw, fig, panel, camera, min(t, fig.n_frames - 1))
+        frame = frame_base.copy()
+        frame.paste(top.reduce(video.SUPERSAMPLE), (0, 0))
+        x = round(t / fps * pps)
+        frame.paste(strip.crop((x, 0, x + window, STRIP_HEIGHT)), (LABEL_WIDTH, FRAME_SIZE[1] - STRIP_HEIGHT))
+        fdraw = ImageDraw.Draw(frame)
+        y0 = FRAME_SIZE[1] - STRIP_HEIGHT
+        fdraw.line(((playhead, y0), (playhead, FRAME_SIZE[1])), fill=PLAYHEAD, width=2)
+        fdraw.text((FRAME_SIZE[0] - 84, 8), f"{t / fps:5.1f} s", fill=video.TEXT, font=font)
+        yield np.asarray(frame)
+
+
+def _flailing(skeleton: Skeleton, n: int, seed: int, scale: float = 0.15) -> np.ndarray:
+    """(n, J, 3) a random walk of every joint's rotation from the arms-down pose: the figure sweeps its panel,
+    reaches out of it and turns, so that every frame changes a different part of the picture."""
+    walk = np.cumsum(np.random.default_rng(seed).normal(0.0, scale, (n, skeleton.n_joints, 3)), axis=0)
+    return _still(skeleton, n) + walk
+
+
+@pytest.mark.parametrize("case", ["two takes with speech", "one take, no audio"])
+def test_frames_are_pixel_identical_to_the_previous_renderer(skeleton, monkeypatch, case):
+    """The renderer redraws only what changes (the figures' box, the strip's window, the clock): every frame must
+    equal the previous renderer's, which drew each frame whole. Small chunks and strip tiles put their boundaries
+    inside the clip; the takes have strokes (highlighted hands), wild motion (parts off the panels) and a shorter
+    reference that holds its last pose."""
+    from racer_env import video
+
+    monkeypatch.setattr(video, "PROJECTION_CHUNK", 7)
+    monkeypatch.setattr(video._StripWindows, "TILE", 50)
+    n = 48
+    gen = _with_stroke(skeleton, n, at=20) + _flailing(skeleton, n, seed=1, scale=0.12) - _still(skeleton, n)
+    if case == "two takes with speech":
+        t = np.arange(int(n / FPS * SR)) / SR
+        audio = 0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0)
+        takes = [Take("real (reference)", _flailing(skeleton, n - 15, seed=2, scale=0.3), skeleton),
+                 Take("generated", gen, skeleton)]
+        speech = Speech(audio, SR, stressed=np.array([0.4, 1.1, 2.0]))
+    else:
+        takes, speech = [Take("generated", gen, skeleton)], None
+    new = list(render_video_frames(takes, FPS, speech))
+    old = list(_old_render_video_frames(takes, FPS, speech))
+    assert len(new) == len(old) == n
+    for t, (a, b) in enumerate(zip(new, old)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert np.array_equal(a, b), f"frame {t}: {int((a != b).any(axis=-1).sum())} pixels differ"
+    assert not np.shares_memory(new[0], new[1])  # each frame is the caller's to keep
+    assert any(figure_of(tk, FPS).highlight.any() for tk in takes)  # (the test draws a highlighted hand)
+
+
+def test_the_loudness_envelope_drawn_in_pieces_equals_one_polygon(monkeypatch):
+    """The envelope is drawn as polygons of a few columns each (one polygon's fill is quadratic in its columns): the
+    pixels must be those of the one polygon, for a speech envelope and random ones with runs of silence, flat
+    stretches (horizontal edges), spikes and smooth bumps, cut at every kind of vertex."""
+    from PIL import Image, ImageDraw
+
+    from racer_env import video
+
+    def drawn(env: np.ndarray, pieces: bool) -> np.ndarray:
+        img = Image.new("RGB", (len(env) + 20, STRIP_HEIGHT), video.PANEL)
+        draw = ImageDraw.Draw(img)
+        if pieces:
+            video._draw_envelope(draw, env, 10, 20, 74)
+        else:
+            xs, ys = 10 + np.arange(len(env)), 74 - env * 54
+            draw.polygon([(10, 74), *zip(xs.tolist(), ys.tolist()), (int(xs[-1]), 74)], fill=video.ENVELOPE)
+        return np.asarray(img)
+
+    monkeypatch.setattr(video, "ENVELOPE_PIECE", 7)
+    t = np.arange(20 * SR) / SR
+    bursts = 0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0.3) * (1 + np.sin(t))
+    rng = np.random.default_rng(0)
+    envelopes = [video._loudness(Speech(bursts, SR), 162.0), np.zeros(300), np.ones(1), np.ones(2), np.ones(8)]
+    for n in rng.integers(2, 600, 40):
+        e = rng.random(n)
+        envelopes += [np.where(rng.random(n) < 0.3, 0.0, e), np.where(rng.random(n) < 0.05, 0.0, np.round(e * 4) / 4),
+                      np.where(e < 0.5, 0.0, 1.0), np.clip(1.2 * np.sin(np.arange(n) / rng.uniform(2, 30)), 0, 1)]
+    for env in envelopes:
+        assert np.array_equal(drawn(env, pieces=True), drawn(env, pieces=False)), len(env)
