@@ -173,7 +173,9 @@ def markdown(report: dict) -> str:
               f"{' '.join(map(str, a['seeds']))}`: built-in corpus of 60 min, 4 speakers, synthesis seed "
               f"{a['corpus_seed']} (no setting was tuned on it), demo defaults for every stage, test split "
               f"({report['evaluation']['clips']} clips); agents trained with seeds {a['seeds']}. "
-              f"{report['machine']}; {report['seconds']:.0f} s in all."), "",
+              f"{report['machine']}; {report['seconds']:.0f} s in all. Seconds per stage (a stage found current is "
+              f"reused, not retrained): " + ", ".join(f"{k} {v:.0f}" for k, v in report["stage_seconds"].items())
+              + "."), "",
              "## Targets (agent figures: mean over training seeds)", "",
              "| target | measured | bound | met |", "| --- | --- | --- | --- |"]
     for name, t in report["targets"].items():

@@ -210,6 +210,10 @@ def _add_dataset_parsers(stages) -> None:
     build.add_argument("--stride", type=_positive_int, default=None,
                        help="code steps between segments (default H; only with --segment-codes)")
     build.add_argument("--seed", type=_seed, default=0, help="seed of the augmentations")
+    build.add_argument("--lookahead", type=_count, default=None,
+                       help="code steps (0.4 s each) of speech after the step being chosen in every observation "
+                            "(default: the environment's, 3 = 1.2 s); agents trained on the dataset keep it (corpus "
+                            "tiers)")
     build.add_argument("--reward", default="contrastive", choices=["contrastive", "distance"],
                        help="step rewards: the contrastive model (default) or the negative pose distance to the "
                             "ground truth (the paper's distance-reward ablation; id .../augmented_distance-v0)")
@@ -614,6 +618,7 @@ def cmd_reward_panel(args: argparse.Namespace) -> int:
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     from racer_agents.tiers import build_tier
     from racer_env.dataset.episodes import AugmentConfig
+    from racer_env.envs.episode_data import ObservationConfig
 
     if args.augment < 0:
         raise RacerError(f"--augment must be >= 0, got {args.augment}")
@@ -621,8 +626,9 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
         raise RacerError("--stride needs --segment-codes (whole-clip episodes have no stride)")
     cfg = AugmentConfig(segment_codes=args.segment_codes, stride=args.stride or args.segment_codes or 15,
                         augment=args.augment, seed=args.seed)
+    obs = None if args.lookahead is None else ObservationConfig(lookahead=args.lookahead)
     result = build_tier(args.workspace, args.tier, cfg, preset=args.preset, steps=args.steps, device=args.device,
-                        progress=not args.quiet, reward=args.reward, dataset_id=args.dataset_id)
+                        progress=not args.quiet, reward=args.reward, dataset_id=args.dataset_id, obs_config=obs)
     if "agent" in result:
         agent, policy = result["agent"], result.get("policy") or {}
         kept = policy.get("kept_normalised_score")

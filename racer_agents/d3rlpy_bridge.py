@@ -26,6 +26,7 @@ from torch import nn
 
 from racer_agents.algorithms import D3RLPY_ALGORITHMS as DISCRETE_ALGORITHMS
 from racer_agents.algorithms import check_d3rlpy_algorithm as check_algorithm
+from racer_env.envs.episode_data import DEFAULT_LOOKAHEAD
 from racer_env.envs.wrappers import OBSERVATION_KEYS
 
 # gym, which d3rlpy imports, prints a four-line notice that it is unmaintained on stderr: a library's note, not
@@ -165,7 +166,7 @@ class GPTEncoderFactory(EncoderFactory):
 
     gpt_config: dict = dataclasses.field(default_factory=dict)  # GPTConfig fields (n_codes, audio_dim, ...)
     past: int = 3
-    lookahead: int = 1
+    lookahead: int = DEFAULT_LOOKAHEAD
 
     def create(self, observation_shape: Sequence[Sequence[int]]) -> GPTObservationEncoder:
         return GPTObservationEncoder(self.gpt_config, self.past, self.lookahead)

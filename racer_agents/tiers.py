@@ -24,6 +24,7 @@ import numpy as np
 
 from racer_env.dataset.builder import AGENT_TIERS, DATASET_NAME, build_dataset, check_tier
 from racer_env.dataset.episodes import AugmentConfig, Episode
+from racer_env.envs.episode_data import ObservationConfig
 from racer_env.errors import RacerError
 from racer_env.workspace import Workspace
 
@@ -34,17 +35,22 @@ MEDIUM_AGENTS = {"medium": "bc-medium", "medium-expert": "bc-medium", "medium-re
 
 def build_tier(workspace: str | Workspace, tier: str = DATASET_NAME, config: AugmentConfig | None = None,
                preset: str = "demo", steps: int | None = None, device: str = "cpu", progress: bool = True,
-               reward: str = "contrastive", dataset_id: str | None = None) -> dict:
+               reward: str = "contrastive", dataset_id: str | None = None,
+               obs_config: ObservationConfig | None = None) -> dict:
     """Build (or reuse) the dataset of ``tier``, training its medium agent first when it needs one; returns
     :func:`~racer_env.dataset.builder.build_dataset`'s summary with ``agent`` (the medium agent's training summary)
     for the agent tiers. ``preset`` and ``steps`` size the medium agent (``steps``: its step budget; it usually stops
-    before)."""
+    before). ``obs_config`` (default: the environment's) sets the observation of the corpus tiers; the agent tiers
+    record their agent's."""
     ws = Workspace.of(workspace)
     check_tier(tier)
     config = config or AugmentConfig()
     if tier not in AGENT_TIERS:
-        return build_dataset(ws, dataset_id, config=config, tier=tier, device=device, progress=progress,
-                             reward=reward)
+        return build_dataset(ws, dataset_id, config=config, obs_config=obs_config, tier=tier, device=device,
+                             progress=progress, reward=reward)
+    if obs_config is not None and obs_config != ObservationConfig():
+        raise RacerError(f"tier {tier!r} records the observation its medium agent was trained with; another "
+                         f"observation is for the corpus tiers (augmented, expert, random)")
     if reward != "contrastive":
         raise RacerError(f"tier {tier!r}: the medium agents are trained on the contrastive reward; the distance "
                          f"reward is for the corpus tiers (augmented, expert, random)")

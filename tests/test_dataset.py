@@ -112,3 +112,29 @@ def test_policy_rollouts_and_cli(trained_workspace, capsys):
     assert main(["dataset", "build", str(trained_workspace), "--id", "racer/tiny/cli-v0", "--segment-codes", "6",
                  "--augment", "1", "--quiet"]) == 0
     assert "racer/tiny/cli-v0" in capsys.readouterr().out
+
+
+def test_lookahead_is_set_at_build_and_kept_by_the_agents(trained_workspace, tmp_path, capsys):
+    """``racer dataset build --lookahead A``: observations of P + 1 + A code steps, recorded in the dataset, and an
+    agent trained on it acts on that observation (its recorded settings), in the environment built from them."""
+    from racer_agents.agent import load_agent
+    from racer_agents.train import agent_config_for, train_agent
+
+    ws = tmp_path / "W"
+    import shutil
+
+    shutil.copytree(trained_workspace, ws)
+    assert main(["dataset", "build", str(ws), "--id", "racer/tiny/lookahead0-v0", "--segment-codes", "6",
+                 "--augment", "1", "--lookahead", "0", "--quiet"]) == 0
+    dataset = minari.load_dataset("racer/tiny/lookahead0-v0")
+    episode = next(iter(dataset.iterate_episodes()))
+    assert episode.observations["audio"].shape[1] == 3 + 1 + 0  # P + 1 + A code steps
+    train_agent(ws, agent_config_for("tiny", algo="bc", dataset="racer/tiny/lookahead0-v0", steps=4), progress=False)
+    agent = load_agent(ws, "bc")
+    assert agent.obs_cfg.lookahead == 0
+    env = GestureSynthesisEnv(str(ws), split="valid", lookahead=agent.obs_cfg.lookahead)
+    obs, _ = env.reset(seed=0)
+    assert 0 <= agent.act(obs) < env.action_space.n
+    with pytest.raises(SystemExit):  # a negative look-ahead is refused by the argument parser
+        main(["dataset", "build", str(ws), "--lookahead", "-1"])
+    assert "--lookahead" in capsys.readouterr().err

@@ -74,12 +74,19 @@ def standardise(features: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.nd
     return np.clip((x - mean) / sd, -AUDIO_BOUND, AUDIO_BOUND).astype(np.float32)
 
 
+#: code steps of speech after the step being chosen that the observation holds (1.2 s). Which stressed syllable
+#: takes a beat stroke depends on the speech up to a second ahead (a stroke too near the end of its phrase is
+#: dropped, so the rest of the phrase decides the last ones): with 0.4 s (one step, as in the paper's GPT) the
+#: agents placed half of the strokes; with 1.2 s three quarters (docs/environment.md).
+DEFAULT_LOOKAHEAD = 3
+
+
 @dataclass(frozen=True)
 class ObservationConfig:
     """Shape of the observation: audio of code steps k-past .. k+lookahead, and the last `history` codes."""
 
     past: int = 3  # code steps of audio before the step being chosen (1.2 s)
-    lookahead: int = 1  # code steps of audio after it (0.4 s): a small lookahead, as in the paper's GPT
+    lookahead: int = DEFAULT_LOOKAHEAD  # code steps of audio after it (1.2 s)
     history: int = 8  # codes the agent sees (3.2 s)
 
     @property
@@ -96,7 +103,7 @@ class EnvConfig:
     split: str = "train"
     segment_codes: int | None = 15  # H, actions per episode; None: whole clips
     past: int = 3
-    lookahead: int = 1
+    lookahead: int = DEFAULT_LOOKAHEAD
     history: int = 8
     device: str = "cpu"
     render_mode: str | None = None

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from racer_env.envs.episode_data import (
     AUDIO_BOUND,
+    DEFAULT_LOOKAHEAD,
     EnvConfig,
     EnvData,
     ObservationConfig,
@@ -120,7 +121,7 @@ class GestureSynthesisEnv(gym.Env):
     | ``audio`` | (P + 1 + A, 8, F) | float32 | [-10, 10] | normalised speech features (64 log-mel, onset strength, log RMS) of code steps k-P .. k+A, k = the step being chosen; zeros beyond the clip |
     | ``codes`` | (C,) | int64 | 0 .. N | the last C codes of the episode (a_0 first), oldest first; N pads the steps before a_0 |
 
-    Defaults: P = 3 past steps, A = 1 lookahead step, C = 8 codes, F = 66.
+    Defaults: P = 3 past steps, A = 3 lookahead steps (1.2 s), C = 8 codes, F = 66.
 
     ## Rewards
 
@@ -151,7 +152,7 @@ class GestureSynthesisEnv(gym.Env):
     * ``split`` ("train"): clips to draw episodes from.
     * ``segment_codes`` (15): H, actions per episode (the paper's 15-code sequences); ``None`` = whole clips
       (H = clip length - 1 - start).
-    * ``past`` (3), ``lookahead`` (1), ``history`` (8): observation sizes P, A, C.
+    * ``past`` (3), ``lookahead`` (3), ``history`` (8): observation sizes P, A, C.
     * ``reward`` ("contrastive"): "contrastive" (the reward model) or "distance" (pose distance to the truth).
     * ``device`` ("cpu"): where the VQ-VAE decoder and the reward model run.
     * ``render_mode`` (None or "rgb_array"): draws the decoded pose of the newest code (front view).
@@ -164,7 +165,7 @@ class GestureSynthesisEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 2.5}
 
     def __init__(self, workspace: str, split: str = "train", segment_codes: int | None = 15, past: int = 3,
-                 lookahead: int = 1, history: int = 8, device: str = "cpu", render_mode: str | None = None,
+                 lookahead: int = DEFAULT_LOOKAHEAD, history: int = 8, device: str = "cpu", render_mode: str | None = None,
                  reward: str = "contrastive") -> None:
         self.config = EnvConfig(workspace, split, segment_codes, past, lookahead, history, device, render_mode,
                                 reward)

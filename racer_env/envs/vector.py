@@ -10,7 +10,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from racer_env.envs.episode_data import EnvConfig, observation, reward_input
+from racer_env.envs.episode_data import DEFAULT_LOOKAHEAD, EnvConfig, observation, reward_input
 from racer_env.envs.gesture import check_action, choose_episode, observation_space, render_history
 from racer_env.errors import RacerError
 
@@ -29,7 +29,7 @@ class GestureSynthesisVectorEnv(VectorEnv):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 2.5, "autoreset_mode": "next_step"}
 
     def __init__(self, num_envs: int = 1, workspace: str = "", split: str = "train", segment_codes: int | None = 15,
-                 past: int = 3, lookahead: int = 1, history: int = 8, device: str = "cpu",
+                 past: int = 3, lookahead: int = DEFAULT_LOOKAHEAD, history: int = 8, device: str = "cpu",
                  render_mode: str | None = None, reward: str = "contrastive") -> None:
         if num_envs < 1:
             raise RacerError(f"num_envs must be >= 1, got {num_envs}")
