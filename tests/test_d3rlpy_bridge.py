@@ -32,7 +32,8 @@ def test_converted_observations_line_up_with_their_actions(gesture_dataset):
 def test_wrapper_turns_dict_into_tuple(trained_workspace):
     env = DictToTupleObservation(GestureSynthesisEnv(str(trained_workspace), segment_codes=6))
     obs, _ = env.reset(seed=0)
-    assert isinstance(obs, tuple) and obs[0].shape == (5, 8, 66) and obs[1].shape == (8,)
+    cfg = env.unwrapped.config.obs_cfg
+    assert isinstance(obs, tuple) and obs[0].shape == (cfg.context, 8, 66) and obs[1].shape == (cfg.history,)
     assert env.observation_space.contains(obs)
 
 
