@@ -29,8 +29,9 @@ What the stream equals, and why not more (docs/generate.md, "Streaming"):
   the decoder makes of the codes known so far, still never changed afterwards.
 
 Algorithmic latency (audio heard -> its frame out, at the working rate): one code step + the observation's
-look-ahead + the decoder's look-ahead (0.4 s each code) + half an analysis window (32 ms): 10.83 s by default,
-1.63 s with ``decoder_lookahead=2``; see :attr:`GestureStream.latency_s`.
+look-ahead + the decoder's look-ahead (0.4 s each code) + half an analysis window (32 ms): with the shipped
+weights (an observation look-ahead of 3 codes) 11.63 s by default, 2.43 s with ``decoder_lookahead=2``; see
+:attr:`GestureStream.latency_s`.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def test_a_short_decoder_lookahead_keeps_the_codes_and_changes_the_frames(speech
     frames, progress = stream_all(stream, speech, CHUNKS["37ms"])
     np.testing.assert_array_equal(stream.codes, reference.codes)  # the decoder's look-ahead is after the codes
     assert np.abs(frames - reference.rotations).max() > 1e-3  # the frames miss the codes past the look-ahead
-    assert stream.latency_s == pytest.approx(0.4 * (1 + 1 + 2) + 0.032)
+    assert stream.latency_s == pytest.approx(0.4 * (1 + stream.obs_cfg.lookahead + 2) + 0.032)
     assert all(pushed - stream.latency_s - 1e-9 <= out <= pushed + 1e-9 for pushed, out in progress)
 
 
