@@ -8,13 +8,13 @@ Two parts, on a workspace built by ``racer demo W`` (the built-in corpus: its an
     before (its own earlier choices: given from the annotation while training, the probe's own predictions when
     scored); F1 of the stroke steps on the validation clips. Also a bidirectional GRU over the whole clip: the
     ceiling of what the speech says. What no reward can teach an agent is what its observation does not hold.
-  * **agents** (``--agents``; minutes each): for each look-ahead, a copy of W's corpus, VQ-VAE and reward model, a
+  * **agents** (``--agents A ...``; minutes each): for each of those look-aheads, a copy of W's corpus, VQ-VAE and reward model, a
     dataset built with ``racer dataset build --lookahead A``, bc and racer-cql trained on it with the demo defaults,
     and ``racer evaluate`` on the validation and test clips (stroke F1, nod F1, sync, mean reward).
 
 Choose on the validation clips; the test clips are reported beside them.
 
-Usage:  python benchmarks/lookahead.py W [--lookaheads 0 1 2 3] [--agents] [--scratch DIR]
+Usage:  python benchmarks/lookahead.py W [--lookaheads 0 1 2 3 4 6] [--agents [A ...]] [--scratch DIR]
                                          [--out benchmarks/results/lookahead]
 Writes <out>.json and <out>.md.
 """
@@ -166,7 +166,7 @@ def markdown(report: dict) -> str:
     a = report["args"]
     lines = ["# The observation's look-ahead", "",
              f"`python benchmarks/lookahead.py W --lookaheads {' '.join(map(str, a['lookaheads']))}"
-             f"{' --agents' if a['agents'] else ''}` on a `racer demo` workspace (built-in corpus, seed "
+             f"{' --agents ' + ' '.join(map(str, a['agents'])) if a['agents'] else ''}` on a `racer demo` workspace (built-in corpus, seed "
              f"{report['corpus_seed']}). {report['machine']}; {report['seconds']:.0f} s in all.", "",
              "## What the speech says: stroke steps predicted from the observation (validation clips)", "",
              "A classifier per look-ahead: speech of code steps k−3 … k+A and its own strokes of the 8 steps before → "
@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workspace", type=Path)
     parser.add_argument("--lookaheads", type=int, nargs="+", default=[0, 1, 2, 3, 4, 6])
-    parser.add_argument("--agents", action="store_true", help="also train and evaluate agents per look-ahead")
+    parser.add_argument("--agents", type=int, nargs="*", default=None, metavar="A",
+                        help="also train and evaluate agents at these look-aheads (default with no value: every one)")
     parser.add_argument("--scratch", type=Path, default=None, help="where the agents' workspaces go (default: "
                         "<out>_workspaces)")
     parser.add_argument("--seed", type=int, default=0)
@@ -201,14 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     corpus = Corpus.load(args.workspace)
     train, valid = stroke_steps(args.workspace, corpus, "train"), stroke_steps(args.workspace, corpus, "valid")
-    report = {"args": {"lookaheads": args.lookaheads, "agents": args.agents, "seed": args.seed},
+    agent_lookaheads = args.lookaheads if args.agents == [] else (args.agents or [])
+    report = {"args": {"lookaheads": args.lookaheads, "agents": agent_lookaheads, "seed": args.seed},
               "corpus_seed": synthesis_seed(args.workspace), "machine": machine(),
               "probe": {str(a): probe(train, valid, a, args.seed) for a in args.lookaheads},
               "probe_whole_clip": probe_whole_clip(train, valid, args.seed)}
     print(json.dumps(report["probe"]), report["probe_whole_clip"], flush=True)
-    if args.agents:
+    if agent_lookaheads:
         scratch = args.scratch or args.out.parent / f"{args.out.name}_workspaces"
-        report["agents"] = {str(a): agents_at(args.workspace, scratch, a) for a in args.lookaheads}
+        report["agents"] = {str(a): agents_at(args.workspace, scratch, a) for a in agent_lookaheads}
     report["seconds"] = time.perf_counter() - start
     write_results(args.out, report, markdown)
 
