@@ -8,9 +8,9 @@ Two parts, on a workspace built by ``racer demo W`` (the built-in corpus: its an
     before (its own earlier choices: given from the annotation while training, the probe's own predictions when
     scored); F1 of the stroke steps on the validation clips. Also a bidirectional GRU over the whole clip: the
     ceiling of what the speech says. What no reward can teach an agent is what its observation does not hold.
-  * **agents** (``--agents A ...``; minutes each): for each of those look-aheads, a copy of W's corpus, VQ-VAE and reward model, a
-    dataset built with ``racer dataset build --lookahead A``, bc and racer-cql trained on it with the demo defaults,
-    and ``racer evaluate`` on the validation and test clips (stroke F1, nod F1, sync, mean reward).
+  * **agents** (``--agents A ...``; minutes each): for each of those look-aheads, a copy of W's corpus, VQ-VAE and
+    reward model, a dataset built with ``racer dataset build --lookahead A``, bc and racer-cql trained on it with the
+    demo defaults, and ``racer evaluate`` on the validation and test clips (stroke F1, nod F1, sync, mean reward).
 
 Choose on the validation clips; the test clips are reported beside them.
 
@@ -166,8 +166,8 @@ def markdown(report: dict) -> str:
     a = report["args"]
     lines = ["# The observation's look-ahead", "",
              f"`python benchmarks/lookahead.py W --lookaheads {' '.join(map(str, a['lookaheads']))}"
-             f"{' --agents ' + ' '.join(map(str, a['agents'])) if a['agents'] else ''}` on a `racer demo` workspace (built-in corpus, seed "
-             f"{report['corpus_seed']}). {report['machine']}; {report['seconds']:.0f} s in all.", "",
+             f"{' --agents ' + ' '.join(map(str, a['agents'])) if a['agents'] else ''}` on a `racer demo` workspace "
+             f"(built-in corpus, seed {report['corpus_seed']}). {report['machine']}; {report['seconds']:.0f} s in all.", "",
              "## What the speech says: stroke steps predicted from the observation (validation clips)", "",
              "A classifier per look-ahead: speech of code steps k−3 … k+A and its own strokes of the 8 steps before → "
              "is there an annotated stroke in step k? F1 of the stroke steps.", "",

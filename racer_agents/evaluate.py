@@ -12,8 +12,8 @@ that every agent figure can be read against what no learning, and what a perfect
 * then each agent asked for (default: every agent of the workspace; none is needed).
 
 Figures: per-clip values are in the JSON (``per_clip``; on the built-in speaker also each clip's stroke and nod
-counts, ``stroke_hits``, ``stroke_detected``, ``stroke_annotated`` and likewise ``nod_*``); each table figure is computed over the clips of the
-split, and ``ci95`` holds its bootstrap 95 % interval over clips (the clips resampled with replacement, the figure
+counts, ``stroke_hits``, ``stroke_detected``, ``stroke_annotated`` and likewise ``nod_*``); each table figure is
+computed over the clips of the split, and ``ci95`` holds its bootstrap 95 % interval over clips (the clips resampled with replacement, the figure
 recomputed, the 2.5th and 97.5th percentiles). Corpora from the built-in speaker also get the rule-recovery
 metrics (:mod:`racer_env.metrics.rules`). Audio beats are the onsets librosa detects in each clip's stored
 onset-strength feature (so no raw audio is needed). Results go to ``W/eval/<split>.json`` and ``.md``; every
